@@ -1,0 +1,27 @@
+//! Command line (clap derive).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "ftpgate", version, about = "A firewall- and NAT-aware FTP proxy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "config/ftpgate.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = "config/ftpgate.yaml")]
+        config: PathBuf,
+    },
+}

@@ -1,0 +1,99 @@
+//! Serde mirror of the YAML file. Every struct denies unknown fields so a typo in an
+//! operator's config is an error at load, never a silently ignored setting. These types
+//! are turned into the typed [`crate::config::Config`] by `validate.rs`; nothing outside
+//! the config module sees them.
+
+use serde::Deserialize;
+
+/// A YAML scalar that may be written as a number or a string (`30` or `"30s"`,
+/// `50000-50999` or `50000`), kept as text until validation parses it with its key path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(u64),
+    Str(String),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub data: RawData,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub bind: String,
+    pub route: RawRoute,
+    pub advertise: Option<Vec<RawAdvertise>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub kind: String,
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    pub passive_ports: Option<Scalar>,
+    pub advertise: Option<Vec<RawAdvertise>>,
+    pub server_mode: Option<String>,
+    pub server_active_ports: Option<Scalar>,
+    pub server_pasv_address: Option<String>,
+    pub buffer_size: Option<Scalar>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdvertise {
+    pub clients: String,
+    pub address: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<Scalar>,
+    pub banner: Option<Scalar>,
+    pub idle: Option<Scalar>,
+    pub data_accept: Option<Scalar>,
+    pub data_stall: Option<Scalar>,
+    pub shutdown_grace: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_sessions: Option<Scalar>,
+    pub max_line: Option<Scalar>,
+    pub max_reply_lines: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}

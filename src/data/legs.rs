@@ -1,0 +1,98 @@
+//! Opening one data leg: accept exactly one connection from the expected peer before a
+//! deadline, or connect to a target that the session has already checked.
+
+use super::ports::DataListener;
+use super::transfer::{DataError, Side};
+use crate::proto::hostport::canonical_ip;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{timeout_at, Instant};
+
+/// How ftpgate reaches the client for one transfer.
+#[derive(Debug)]
+pub enum ClientLeg {
+    /// The client connects to our passive listener (it sent PASV/EPSV).
+    Accept { listener: DataListener, expect: IpAddr },
+    /// We connect to the client (it sent PORT/EPRT), from `source`.
+    Connect { target: SocketAddr, source: IpAddr },
+}
+
+/// How ftpgate reaches the server for one transfer.
+#[derive(Debug)]
+pub enum ServerLeg {
+    /// We sent PASV/EPSV to the server and connect where it (and our policy) said.
+    Connect { target: SocketAddr, source: IpAddr },
+    /// We sent PORT/EPRT to the server; it connects to our listener.
+    Accept { listener: DataListener, expect: IpAddr },
+}
+
+/// Accepts one connection from `expect`. Connections from anyone else are closed
+/// without a byte read or written, and the listener keeps waiting for the real peer.
+pub(super) async fn accept_from(
+    listener: &DataListener,
+    expect: IpAddr,
+    side: Side,
+    deadline: Instant,
+) -> Result<TcpStream, DataError> {
+    let expect = canonical_ip(expect);
+    loop {
+        let accepted = timeout_at(deadline, listener.listener.accept())
+            .await
+            .map_err(|_| DataError::AcceptTimeout { side })?;
+        match accepted {
+            Ok((stream, peer)) if canonical_ip(peer.ip()) == expect => {
+                tune(&stream);
+                return Ok(stream);
+            }
+            Ok((stream, peer)) => {
+                tracing::warn!(
+                    data.side = %side,
+                    data.listen = %listener.addr,
+                    peer.addr = %peer,
+                    expected = %expect,
+                    "data connection from an unexpected address closed"
+                );
+                drop(stream);
+            }
+            // Transient accept errors (ECONNABORTED, EMFILE) must not end the wait
+            // early nor spin: back off briefly and keep the deadline.
+            Err(e) => {
+                tracing::debug!(data.side = %side, error = %e, "data accept error");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+pub(super) async fn connect_from(
+    target: SocketAddr,
+    source: IpAddr,
+    side: Side,
+    limit: Duration,
+) -> Result<TcpStream, DataError> {
+    let attempt = async {
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Leave from the address the peer already knows us by, so that stateful
+        // firewalls and the peer's own checks see one host.
+        if canonical_ip(source).is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
+            socket.bind(SocketAddr::new(canonical_ip(source), 0))?;
+        }
+        socket.connect(target).await
+    };
+    let stream = tokio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| DataError::ConnectTimeout { side, target })?
+        .map_err(|source| DataError::Connect { side, target, source })?;
+    tune(&stream);
+    Ok(stream)
+}
+
+fn tune(stream: &TcpStream) {
+    // Small final segments (and the FIN after them) must not wait on Nagle.
+    let _ = stream.set_nodelay(true);
+}

@@ -1,0 +1,12 @@
+//! Data connections: the port pool, establishing the two legs with peer checks and
+//! deadlines, and the byte-exact relay between them. A transfer runs as its own task and
+//! reports back to its control session with one [`DataEvent`].
+
+mod legs;
+mod ports;
+mod relay;
+mod transfer;
+
+pub use legs::{ClientLeg, ServerLeg};
+pub use ports::{DataListener, PortError, PortPool};
+pub use transfer::{spawn, DataError, DataEvent, Side, TransferHandle, TransferSpec};

@@ -1,0 +1,134 @@
+//! Data port pool: listeners bound on unpredictable ports of a configured range, each held
+//! by an RAII lease so that a port is never handed out twice and always returns to the
+//! pool, whatever path a transfer ends on.
+
+use crate::config::PortRange;
+use crate::metrics::Metrics;
+use rand::Rng;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// How many random probes before scanning the whole range from a random offset.
+const RANDOM_PROBES: usize = 32;
+/// A data listener serves one peer; a small backlog is plenty and bounds half-open floods.
+const BACKLOG: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("no free port in {range} on {ip}")]
+    Exhausted { range: PortRange, ip: IpAddr },
+    #[error("cannot bind a data listener on {ip}: {source}")]
+    Bind { ip: IpAddr, source: std::io::Error },
+}
+
+#[derive(Debug)]
+pub struct PortPool {
+    range: PortRange,
+    leased: Mutex<HashSet<u16>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A bound listener port; the port returns to the pool when this is dropped.
+#[derive(Debug)]
+pub struct PortLease {
+    pool: Arc<PortPool>,
+    port: u16,
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        self.pool.leased_set().remove(&self.port);
+        self.pool.metrics.port_leases.dec();
+    }
+}
+
+/// A one-shot data listener with its lease.
+#[derive(Debug)]
+pub struct DataListener {
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    _lease: PortLease,
+}
+
+impl PortPool {
+    pub fn new(range: PortRange, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(PortPool {
+            range,
+            leased: Mutex::new(HashSet::new()),
+            metrics,
+        })
+    }
+
+    pub fn range(&self) -> PortRange {
+        self.range
+    }
+
+    fn leased_set(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
+        // A poisoned lock only means another thread panicked mid-insert; the set is
+        // still a valid set of ports.
+        self.leased.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a port not leased by anyone else in this process.
+    fn reserve(&self, candidate: u16) -> bool {
+        self.leased_set().insert(candidate)
+    }
+
+    fn release(&self, port: u16) {
+        self.leased_set().remove(&port);
+    }
+
+    /// Binds a listener on `ip` at a random free port of the range.
+    pub fn listen(self: &Arc<Self>, ip: IpAddr) -> Result<DataListener, PortError> {
+        let len = self.range.len();
+        let mut rng = rand::thread_rng();
+        let start = rng.gen_range(0..len);
+        let probes = (0..RANDOM_PROBES.min(len))
+            .map(|_| rng.gen_range(0..len))
+            .chain((0..len).map(|i| (start + i) % len));
+        for off in probes {
+            let port = self.range.first + off as u16;
+            if !self.reserve(port) {
+                continue;
+            }
+            match bind(SocketAddr::new(ip, port)) {
+                Ok(listener) => {
+                    self.metrics.port_leases.inc();
+                    let addr = listener.local_addr().map_err(|source| PortError::Bind { ip, source })?;
+                    return Ok(DataListener {
+                        listener,
+                        addr,
+                        _lease: PortLease {
+                            pool: Arc::clone(self),
+                            port,
+                        },
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => self.release(port),
+                Err(source) => {
+                    self.release(port);
+                    return Err(PortError::Bind { ip, source });
+                }
+            }
+        }
+        Err(PortError::Exhausted {
+            range: self.range,
+            ip,
+        })
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Closed data connections leave TIME_WAIT entries on these ports; without
+    // SO_REUSEADDR a busy proxy would run out of bindable ports for minutes.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}

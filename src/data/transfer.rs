@@ -1,0 +1,211 @@
+//! One data transfer as a task: open both legs, relay, report a [`DataEvent`].
+//!
+//! The session creates a [`TransferSpec`] once the data-channel commands on both sides
+//! have been settled and the addresses checked; this task never decides where to connect.
+//! It waits for the session's `start` before connecting to an active-mode client, so the
+//! client is contacted only once the server has accepted the transfer command (1xx/2xx).
+
+use super::legs::{accept_from, connect_from, ClientLeg, ServerLeg};
+use super::relay::pump;
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::proto::command::Direction;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Which peer a data error concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("no data connection from the {side} in time")]
+    AcceptTimeout { side: Side },
+    #[error("connecting to the {side} at {target} timed out")]
+    ConnectTimeout { side: Side, target: SocketAddr },
+    #[error("cannot connect to the {side} at {target}: {source}")]
+    Connect {
+        side: Side,
+        target: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data connection to the {side} failed: {source}")]
+    Io { side: Side, source: std::io::Error },
+    #[error("data connection to the {side} stalled")]
+    Stall { side: Side },
+    #[error("transfer aborted")]
+    Cancelled,
+}
+
+impl DataError {
+    /// True when the data connection was never established (425, not 426).
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            DataError::AcceptTimeout { .. } | DataError::ConnectTimeout { .. } | DataError::Connect { .. }
+        )
+    }
+}
+
+/// What the session learns when a transfer task ends.
+#[derive(Debug)]
+pub struct DataEvent {
+    pub id: u64,
+    pub bytes: u64,
+    pub result: Result<(), DataError>,
+}
+
+#[derive(Debug)]
+pub struct TransferSpec {
+    pub id: u64,
+    pub direction: Direction,
+    pub client: ClientLeg,
+    pub server: ServerLeg,
+    pub accept_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub buffer_size: usize,
+}
+
+/// The session's handle on a running transfer. Dropping it cancels the transfer.
+#[derive(Debug)]
+pub struct TransferHandle {
+    pub id: u64,
+    start: Option<oneshot::Sender<()>>,
+    cancel: CancellationToken,
+    join: JoinHandle<()>,
+}
+
+impl TransferHandle {
+    /// The server accepted the transfer command: an active-mode client may now be contacted.
+    pub fn start(&mut self) {
+        if let Some(tx) = self.start.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Ends the transfer; the task still reports a `DataEvent` (with `Cancelled`).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for TransferHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        // The task ends by itself on cancel; abort covers a task stuck in a syscall-free
+        // await we did not anticipate, so nothing outlives its session.
+        self.join.abort();
+    }
+}
+
+pub fn spawn(spec: TransferSpec, events: mpsc::Sender<DataEvent>, metrics: Arc<Metrics>) -> TransferHandle {
+    let (start_tx, start_rx) = oneshot::channel();
+    let cancel = CancellationToken::new();
+    let id = spec.id;
+    let span = tracing::info_span!("data", data.id = id, data.dir = ?spec.direction);
+    let token = cancel.clone();
+    let join = tokio::spawn(
+        async move {
+            let _guard = GaugeGuard::new(Arc::clone(&metrics), |m| &m.transfers);
+            metrics.transfers_total.add(1);
+            let direction = spec.direction;
+            let mut bytes = 0u64;
+            let result = tokio::select! {
+                r = run(spec, start_rx, &mut bytes) => r,
+                _ = token.cancelled() => Err(DataError::Cancelled),
+            };
+            match direction {
+                Direction::Download => metrics.bytes_down.add(bytes),
+                Direction::Upload => metrics.bytes_up.add(bytes),
+            }
+            match &result {
+                Ok(()) => tracing::debug!(bytes, "transfer complete"),
+                Err(e) => {
+                    metrics.transfers_failed.add(1);
+                    tracing::info!(bytes, error = %e, "transfer failed");
+                }
+            }
+            let _ = events.send(DataEvent { id, bytes, result }).await;
+        }
+        .instrument(span),
+    );
+    TransferHandle {
+        id,
+        start: Some(start_tx),
+        cancel,
+        join,
+    }
+}
+
+async fn run(spec: TransferSpec, start: oneshot::Receiver<()>, bytes: &mut u64) -> Result<(), DataError> {
+    let accept_deadline = Instant::now() + spec.accept_timeout;
+    let client = async {
+        match &spec.client {
+            ClientLeg::Accept { listener, expect } => accept_from(listener, *expect, Side::Client, accept_deadline).await,
+            ClientLeg::Connect { target, source } => {
+                // The session drops `start` without sending only when it cancels us.
+                if start.await.is_err() {
+                    return Err(DataError::Cancelled);
+                }
+                connect_from(*target, *source, Side::Client, spec.connect_timeout).await
+            }
+        }
+    };
+    let server = async {
+        match &spec.server {
+            ServerLeg::Connect { target, source } => {
+                connect_from(*target, *source, Side::Server, spec.connect_timeout).await
+            }
+            ServerLeg::Accept { listener, expect } => accept_from(listener, *expect, Side::Server, accept_deadline).await,
+        }
+    };
+    let (mut client, mut server): (TcpStream, TcpStream) = tokio::try_join!(client, server)?;
+    // Both legs are up: the listeners (and their port leases) are no longer needed.
+    drop(spec.client);
+    drop(spec.server);
+    match spec.direction {
+        Direction::Download => {
+            pump(
+                &mut server,
+                Side::Server,
+                &mut client,
+                Side::Client,
+                spec.buffer_size,
+                spec.stall_timeout,
+                bytes,
+            )
+            .await
+        }
+        Direction::Upload => {
+            pump(
+                &mut client,
+                Side::Client,
+                &mut server,
+                Side::Server,
+                spec.buffer_size,
+                spec.stall_timeout,
+                bytes,
+            )
+            .await
+        }
+    }
+}

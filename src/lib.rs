@@ -1,0 +1,27 @@
+//! ftpgate: a firewall- and NAT-aware FTP proxy (an FTP application-layer gateway).
+//!
+//! ftpgate terminates the FTP control connection on both sides, parses it, answers the
+//! data-channel commands itself (PASV/EPSV/PORT/EPRT, RFC 959 and RFC 2428) and splices the
+//! data connections, so that any client mode works against any server mode across NAT and
+//! firewalls. See `../shared/SECURITY.md`-derived rules in the README's security model.
+//!
+//! # Layout
+//! - [`proto`]: socket-free protocol core: line framing with Telnet handling, commands,
+//!   replies with multi-line assembly, PORT/EPRT/227/229 encodings.
+//! - [`config`]: the YAML file parsed into a typed [`config::Config`].
+//! - [`server`]: listeners, the accept loop, session limits, staged shutdown.
+//! - [`session`]: one task per control connection, owning its state; address policy as
+//!   pure functions in [`session::policy`].
+//! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
+//! - [`stream`]: the stream trait the legs are written against (TLS later).
+//! - [`metrics`], [`telemetry`], [`cli`].
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod proto;
+pub mod server;
+pub mod session;
+pub mod stream;
+pub mod telemetry;

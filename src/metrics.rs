@@ -1,0 +1,67 @@
+//! Counters the proxy keeps about itself. Passed in (never global) so tests can watch one
+//! instance: sessions, data transfers and port leases must return to zero.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A gauge that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A counter that only goes up.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub sessions: Gauge,
+    pub sessions_total: Counter,
+    pub sessions_refused: Counter,
+    pub transfers: Gauge,
+    pub transfers_total: Counter,
+    pub transfers_failed: Counter,
+    pub port_leases: Gauge,
+    pub bytes_down: Counter,
+    pub bytes_up: Counter,
+}
+
+/// Holds one of the gauges of a [`Metrics`] up for as long as it lives, so a task counts
+/// itself in and out on every path, panics and cancellation included.
+pub struct GaugeGuard {
+    metrics: Arc<Metrics>,
+    pick: fn(&Metrics) -> &Gauge,
+}
+
+impl GaugeGuard {
+    pub fn new(metrics: Arc<Metrics>, pick: fn(&Metrics) -> &Gauge) -> Self {
+        pick(&metrics).inc();
+        GaugeGuard { metrics, pick }
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        (self.pick)(&self.metrics).dec();
+    }
+}

@@ -1,0 +1,190 @@
+//! Listeners and the accept loop: binds every configured listener before serving any,
+//! caps sessions with a semaphore, and shuts down in stages (stop accepting, let sessions
+//! drain for `timeouts.shutdown_grace`, then cut what is left).
+
+use crate::config::Config;
+use crate::data::PortPool;
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::session::{self, SessionContext};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listener `{name}`: cannot bind {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// All listeners, bound and ready to serve.
+pub struct Bound {
+    listeners: Vec<(Arc<SessionContext>, TcpListener, SocketAddr)>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+}
+
+impl Bound {
+    /// The bound addresses, by listener name (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|(ctx, _, addr)| (ctx.listener.name.clone(), *addr))
+            .collect()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains sessions within the grace period.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let hard = CancellationToken::new();
+        let sessions = Arc::new(Semaphore::new(self.config.limits.max_sessions));
+        let ids = Arc::new(AtomicU64::new(0));
+        for (ctx, listener, addr) in self.listeners {
+            tracing::info!(listener.name = %ctx.listener.name, listener.addr = %addr, "listening");
+            tracker.spawn(accept_loop(
+                ctx,
+                listener,
+                Arc::clone(&sessions),
+                Arc::clone(&ids),
+                tracker.clone(),
+                shutdown.clone(),
+                hard.clone(),
+            ));
+        }
+        shutdown.cancelled().await;
+        tracker.close();
+        tracing::info!(sessions = self.metrics.sessions.get(), "shutting down: no new sessions");
+        if tokio::time::timeout(self.config.timeouts.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.metrics.sessions.get(),
+                transfers = self.metrics.transfers.get(),
+                "grace period over: cutting remaining sessions"
+            );
+            hard.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+    }
+}
+
+/// Binds every listener; nothing is served until all of them are bound.
+pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, StartError> {
+    let passive_pool = PortPool::new(config.data.passive_ports, Arc::clone(&metrics));
+    let active_pool = PortPool::new(config.data.server_active_ports, Arc::clone(&metrics));
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let err = |source| StartError::Bind {
+            name: l.name.clone(),
+            addr: l.bind,
+            source,
+        };
+        let listener = listen(l.bind).map_err(err)?;
+        let addr = listener.local_addr().map_err(err)?;
+        let ctx = Arc::new(SessionContext {
+            config: Arc::clone(&config),
+            listener: l.clone(),
+            passive_pool: Arc::clone(&passive_pool),
+            active_pool: Arc::clone(&active_pool),
+            metrics: Arc::clone(&metrics),
+        });
+        listeners.push((ctx, listener, addr));
+    }
+    Ok(Bound {
+        listeners,
+        config,
+        metrics,
+    })
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    ctx: Arc<SessionContext>,
+    listener: TcpListener,
+    sessions: Arc<Semaphore>,
+    ids: Arc<AtomicU64>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    hard: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning on a
+                // listener that stays readable.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tune_control(&stream);
+        let id = ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
+            ctx.metrics.sessions_refused.add(1);
+            tracing::warn!(session.id = id, client.addr = %peer, "session limit reached");
+            tracker.spawn(refuse(stream, "421 Too many sessions, try again later.\r\n"));
+            continue;
+        };
+        let span = tracing::info_span!("session", session.id = id, client.addr = %peer, listener = %ctx.listener.name);
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        let hard = hard.clone();
+        tracker.spawn(
+            async move {
+                let _permit = permit;
+                let _gauge = GaugeGuard::new(Arc::clone(&ctx.metrics), |m| &m.sessions);
+                ctx.metrics.sessions_total.add(1);
+                tracing::info!("session opened");
+                tokio::select! {
+                    _ = session::run(ctx, stream, shutdown) => {}
+                    _ = hard.cancelled() => tracing::warn!("session cut at shutdown"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+fn tune_control(stream: &TcpStream) {
+    // Control replies are small and latency-bound: without TCP_NODELAY every exchange
+    // can wait ~40 ms for a delayed ACK.
+    let _ = stream.set_nodelay(true);
+    // Keep Telnet urgent data (the DM of "IAC IP IAC DM ABOR") in the stream, where the
+    // framer consumes it, instead of losing a byte to out-of-band delivery.
+    let _ = socket2::SockRef::from(stream).set_out_of_band_inline(true);
+}
+
+async fn refuse(mut stream: TcpStream, line: &'static str) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
