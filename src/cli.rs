@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "ftpgate", version, about = "A firewall- and NAT-aware FTP proxy")]
+#[command(
+    name = "ftpgate",
+    version,
+    about = "A firewall- and NAT-aware FTP proxy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -16,6 +16,9 @@
 //! - [`stream`]: the stream trait the legs are written against (TLS later).
 //! - [`metrics`], [`telemetry`], [`cli`].
 
+// Input from the network or the config must never panic the proxy.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -67,7 +67,10 @@ impl Bound {
         }
         shutdown.cancelled().await;
         tracker.close();
-        tracing::info!(sessions = self.metrics.sessions.get(), "shutting down: no new sessions");
+        tracing::info!(
+            sessions = self.metrics.sessions.get(),
+            "shutting down: no new sessions"
+        );
         if tokio::time::timeout(self.config.timeouts.shutdown_grace, tracker.wait())
             .await
             .is_err()
@@ -152,7 +155,10 @@ async fn accept_loop(
         let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
             ctx.metrics.sessions_refused.add(1);
             tracing::warn!(session.id = id, client.addr = %peer, "session limit reached");
-            tracker.spawn(refuse(stream, "421 Too many sessions, try again later.\r\n"));
+            tracker.spawn(refuse(
+                stream,
+                "421 Too many sessions, try again later.\r\n",
+            ));
             continue;
         };
         let span = tracing::info_span!("session", session.id = id, client.addr = %peer, listener = %ctx.listener.name);

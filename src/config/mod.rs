@@ -32,7 +32,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        key: impl Into<String>,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
         ConfigError::Invalid {
             key: key.into(),
             value: value.to_string(),

@@ -11,7 +11,11 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     if raw.listeners.is_empty() {
-        return Err(ConfigError::invalid("listeners", "[]", "at least one listener is required"));
+        return Err(ConfigError::invalid(
+            "listeners",
+            "[]",
+            "at least one listener is required",
+        ));
     }
     let default_advertise = match &raw.data.advertise {
         Some(rules) => advertise_rules("data.advertise", rules)?,
@@ -26,12 +30,19 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         let key = format!("listeners[{i}]");
         let name = l.name.clone().unwrap_or_else(|| format!("listener{i}"));
         if listeners.iter().any(|x: &ListenerConfig| x.name == name) {
-            return Err(ConfigError::invalid(format!("{key}.name"), &name, "duplicate listener name"));
+            return Err(ConfigError::invalid(
+                format!("{key}.name"),
+                &name,
+                "duplicate listener name",
+            ));
         }
-        let bind: SocketAddr = l
-            .bind
-            .parse()
-            .map_err(|_| ConfigError::invalid(format!("{key}.bind"), &l.bind, "expected IP:port, e.g. 127.0.0.1:2121 or [::1]:2121"))?;
+        let bind: SocketAddr = l.bind.parse().map_err(|_| {
+            ConfigError::invalid(
+                format!("{key}.bind"),
+                &l.bind,
+                "expected IP:port, e.g. 127.0.0.1:2121 or [::1]:2121",
+            )
+        })?;
         let route = match l.route.kind.as_str() {
             "fixed" => {
                 if l.route.upstreams.is_empty() {
@@ -70,7 +81,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         });
     }
     for (i, a) in listeners.iter().enumerate() {
-        if let Some(b) = listeners[..i].iter().find(|b| b.bind == a.bind && a.bind.port() != 0) {
+        if let Some(b) = listeners[..i]
+            .iter()
+            .find(|b| b.bind == a.bind && a.bind.port() != 0)
+        {
             return Err(ConfigError::invalid(
                 format!("listeners[{i}].bind"),
                 a.bind,
@@ -80,8 +94,16 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     }
 
     let d = &raw.data;
-    let passive_ports = port_range("data.passive_ports", d.passive_ports.as_ref(), (50000, 50999))?;
-    let server_active_ports = port_range("data.server_active_ports", d.server_active_ports.as_ref(), (40000, 40999))?;
+    let passive_ports = port_range(
+        "data.passive_ports",
+        d.passive_ports.as_ref(),
+        (50000, 50999),
+    )?;
+    let server_active_ports = port_range(
+        "data.server_active_ports",
+        d.server_active_ports.as_ref(),
+        (40000, 40999),
+    )?;
     let server_mode = match d.server_mode.as_deref().unwrap_or("passive") {
         "passive" => ServerMode::Passive,
         "active" => ServerMode::Active,
@@ -108,7 +130,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     };
     let buffer_size = size("data.buffer_size", d.buffer_size.as_ref(), 256 * 1024)?;
     if !(4096..=16 * 1024 * 1024).contains(&buffer_size) {
-        return Err(ConfigError::invalid("data.buffer_size", buffer_size, "must be between 4k and 16M"));
+        return Err(ConfigError::invalid(
+            "data.buffer_size",
+            buffer_size,
+            "must be between 4k and 16M",
+        ));
     }
 
     let t = &raw.timeouts;
@@ -123,9 +149,21 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
 
     let lim = &raw.limits;
     let limits = Limits {
-        max_sessions: count("limits.max_sessions", lim.max_sessions.as_ref(), 1000, 1, 1_000_000)?,
+        max_sessions: count(
+            "limits.max_sessions",
+            lim.max_sessions.as_ref(),
+            1000,
+            1,
+            1_000_000,
+        )?,
         max_line: count("limits.max_line", lim.max_line.as_ref(), 4096, 512, 65536)?,
-        max_reply_lines: count("limits.max_reply_lines", lim.max_reply_lines.as_ref(), 10_000, 1, 1_000_000)?,
+        max_reply_lines: count(
+            "limits.max_reply_lines",
+            lim.max_reply_lines.as_ref(),
+            10_000,
+            1,
+            1_000_000,
+        )?,
     };
 
     let level = raw.log.level.clone().unwrap_or_else(|| "info".to_string());
@@ -139,7 +177,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
     let format = match raw.log.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
-        other => return Err(ConfigError::invalid("log.format", other, "expected text | json")),
+        other => {
+            return Err(ConfigError::invalid(
+                "log.format",
+                other,
+                "expected text | json",
+            ))
+        }
     };
 
     Ok(Config {
@@ -159,7 +203,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
 }
 
 fn upstream(key: &str, text: &str) -> Result<Upstream> {
-    let bad = || ConfigError::invalid(key, text, "expected host:port, e.g. 192.0.2.10:21 or [2001:db8::1]:21");
+    let bad = || {
+        ConfigError::invalid(
+            key,
+            text,
+            "expected host:port, e.g. 192.0.2.10:21 or [2001:db8::1]:21",
+        )
+    };
     if let Ok(sa) = text.parse::<SocketAddr>() {
         return Ok(Upstream {
             host: sa.ip().to_string(),
@@ -179,26 +229,43 @@ fn upstream(key: &str, text: &str) -> Result<Upstream> {
 
 fn nonzero_port(key: &str, text: &str, port: u16) -> Result<u16> {
     if port == 0 {
-        return Err(ConfigError::invalid(key, text, "port 0 is not a valid upstream port"));
+        return Err(ConfigError::invalid(
+            key,
+            text,
+            "port 0 is not a valid upstream port",
+        ));
     }
     Ok(port)
 }
 
 fn advertise_rules(key: &str, rules: &[RawAdvertise]) -> Result<Vec<AdvertiseRule>> {
     if rules.is_empty() {
-        return Err(ConfigError::invalid(key, "[]", "needs at least one rule (or omit the key)"));
+        return Err(ConfigError::invalid(
+            key,
+            "[]",
+            "needs at least one rule (or omit the key)",
+        ));
     }
     rules
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let clients = parse_net(&r.clients)
-                .ok_or_else(|| ConfigError::invalid(format!("{key}[{i}].clients"), &r.clients, "expected an IP network such as 0.0.0.0/0 or 192.0.2.0/24"))?;
+            let clients = parse_net(&r.clients).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}[{i}].clients"),
+                    &r.clients,
+                    "expected an IP network such as 0.0.0.0/0 or 192.0.2.0/24",
+                )
+            })?;
             let address = if r.address == "auto" {
                 AdvertiseAddr::Auto
             } else {
                 let ip: IpAddr = r.address.parse().map_err(|_| {
-                    ConfigError::invalid(format!("{key}[{i}].address"), &r.address, "expected `auto` or an IP address")
+                    ConfigError::invalid(
+                        format!("{key}[{i}].address"),
+                        &r.address,
+                        "expected `auto` or an IP address",
+                    )
                 })?;
                 if ip.is_unspecified() || ip.is_multicast() {
                     return Err(ConfigError::invalid(
@@ -234,8 +301,12 @@ fn port_range(key: &str, v: Option<&Scalar>, default: (u16, u16)) -> Result<Port
         Some((a, b)) => (a.trim(), b.trim()),
         None => (text.trim(), text.trim()),
     };
-    let first: u16 = a.parse().map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50999"))?;
-    let last: u16 = b.parse().map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50999"))?;
+    let first: u16 = a
+        .parse()
+        .map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50999"))?;
+    let last: u16 = b
+        .parse()
+        .map_err(|_| bad("expected FIRST-LAST, e.g. 50000-50999"))?;
     if first < 1024 {
         return Err(bad("ports below 1024 are not allowed for data connections"));
     }
@@ -249,14 +320,23 @@ fn duration(key: &str, v: Option<&Scalar>, default_secs: u64) -> Result<Duration
     let d = match v {
         None => Duration::from_secs(default_secs),
         Some(Scalar::Int(n)) => Duration::from_secs(*n),
-        Some(Scalar::Str(s)) => humantime::parse_duration(s.trim())
-            .map_err(|_| ConfigError::invalid(key, s, "expected a duration such as 10s, 500ms, 15m"))?,
+        Some(Scalar::Str(s)) => humantime::parse_duration(s.trim()).map_err(|_| {
+            ConfigError::invalid(key, s, "expected a duration such as 10s, 500ms, 15m")
+        })?,
     };
     if d.is_zero() {
-        return Err(ConfigError::invalid(key, v.map(|v| v.to_string()).unwrap_or_default(), "must be greater than zero"));
+        return Err(ConfigError::invalid(
+            key,
+            v.map(|v| v.to_string()).unwrap_or_default(),
+            "must be greater than zero",
+        ));
     }
     if d > Duration::from_secs(7 * 24 * 3600) {
-        return Err(ConfigError::invalid(key, v.map(|v| v.to_string()).unwrap_or_default(), "must be at most 7 days"));
+        return Err(ConfigError::invalid(
+            key,
+            v.map(|v| v.to_string()).unwrap_or_default(),
+            "must be at most 7 days",
+        ));
     }
     Ok(d)
 }
@@ -271,7 +351,11 @@ fn count(key: &str, v: Option<&Scalar>, default: usize, min: usize, max: usize) 
             .map_err(|_| ConfigError::invalid(key, s, "expected a whole number"))?,
     };
     if !(min..=max).contains(&n) {
-        return Err(ConfigError::invalid(key, n, format!("must be between {min} and {max}")));
+        return Err(ConfigError::invalid(
+            key,
+            n,
+            format!("must be between {min} and {max}"),
+        ));
     }
     Ok(n)
 }
@@ -280,7 +364,9 @@ fn count(key: &str, v: Option<&Scalar>, default: usize, min: usize, max: usize) 
 fn size(key: &str, v: Option<&Scalar>, default: usize) -> Result<usize> {
     let text = match v {
         None => return Ok(default),
-        Some(Scalar::Int(n)) => return usize::try_from(*n).map_err(|_| ConfigError::invalid(key, n, "too large")),
+        Some(Scalar::Int(n)) => {
+            return usize::try_from(*n).map_err(|_| ConfigError::invalid(key, n, "too large"))
+        }
         Some(Scalar::Str(s)) => s.trim(),
     };
     let (num, mult) = match text.chars().last() {

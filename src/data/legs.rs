@@ -13,7 +13,10 @@ use tokio::time::{timeout_at, Instant};
 #[derive(Debug)]
 pub enum ClientLeg {
     /// The client connects to our passive listener (it sent PASV/EPSV).
-    Accept { listener: DataListener, expect: IpAddr },
+    Accept {
+        listener: DataListener,
+        expect: IpAddr,
+    },
     /// We connect to the client (it sent PORT/EPRT), from `source`.
     Connect { target: SocketAddr, source: IpAddr },
 }
@@ -24,7 +27,10 @@ pub enum ServerLeg {
     /// We sent PASV/EPSV to the server and connect where it (and our policy) said.
     Connect { target: SocketAddr, source: IpAddr },
     /// We sent PORT/EPRT to the server; it connects to our listener.
-    Accept { listener: DataListener, expect: IpAddr },
+    Accept {
+        listener: DataListener,
+        expect: IpAddr,
+    },
 }
 
 /// Accepts one connection from `expect`. Connections from anyone else are closed
@@ -87,7 +93,11 @@ pub(super) async fn connect_from(
     let stream = tokio::time::timeout(limit, attempt)
         .await
         .map_err(|_| DataError::ConnectTimeout { side, target })?
-        .map_err(|source| DataError::Connect { side, target, source })?;
+        .map_err(|source| DataError::Connect {
+            side,
+            target,
+            source,
+        })?;
     tune(&stream);
     Ok(stream)
 }

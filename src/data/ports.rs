@@ -96,7 +96,9 @@ impl PortPool {
             match bind(SocketAddr::new(ip, port)) {
                 Ok(listener) => {
                     self.metrics.port_leases.inc();
-                    let addr = listener.local_addr().map_err(|source| PortError::Bind { ip, source })?;
+                    let addr = listener
+                        .local_addr()
+                        .map_err(|source| PortError::Bind { ip, source })?;
                     return Ok(DataListener {
                         listener,
                         addr,

@@ -60,7 +60,9 @@ impl DataError {
     pub fn is_setup(&self) -> bool {
         matches!(
             self,
-            DataError::AcceptTimeout { .. } | DataError::ConnectTimeout { .. } | DataError::Connect { .. }
+            DataError::AcceptTimeout { .. }
+                | DataError::ConnectTimeout { .. }
+                | DataError::Connect { .. }
         )
     }
 }
@@ -117,7 +119,11 @@ impl Drop for TransferHandle {
     }
 }
 
-pub fn spawn(spec: TransferSpec, events: mpsc::Sender<DataEvent>, metrics: Arc<Metrics>) -> TransferHandle {
+pub fn spawn(
+    spec: TransferSpec,
+    events: mpsc::Sender<DataEvent>,
+    metrics: Arc<Metrics>,
+) -> TransferHandle {
     let (start_tx, start_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let id = spec.id;
@@ -156,11 +162,17 @@ pub fn spawn(spec: TransferSpec, events: mpsc::Sender<DataEvent>, metrics: Arc<M
     }
 }
 
-async fn run(spec: TransferSpec, start: oneshot::Receiver<()>, bytes: &mut u64) -> Result<(), DataError> {
+async fn run(
+    spec: TransferSpec,
+    start: oneshot::Receiver<()>,
+    bytes: &mut u64,
+) -> Result<(), DataError> {
     let accept_deadline = Instant::now() + spec.accept_timeout;
     let client = async {
         match &spec.client {
-            ClientLeg::Accept { listener, expect } => accept_from(listener, *expect, Side::Client, accept_deadline).await,
+            ClientLeg::Accept { listener, expect } => {
+                accept_from(listener, *expect, Side::Client, accept_deadline).await
+            }
             ClientLeg::Connect { target, source } => {
                 // The session drops `start` without sending only when it cancels us.
                 if start.await.is_err() {
@@ -175,7 +187,9 @@ async fn run(spec: TransferSpec, start: oneshot::Receiver<()>, bytes: &mut u64) 
             ServerLeg::Connect { target, source } => {
                 connect_from(*target, *source, Side::Server, spec.connect_timeout).await
             }
-            ServerLeg::Accept { listener, expect } => accept_from(listener, *expect, Side::Server, accept_deadline).await,
+            ServerLeg::Accept { listener, expect } => {
+                accept_from(listener, *expect, Side::Server, accept_deadline).await
+            }
         }
     };
     let (mut client, mut server): (TcpStream, TcpStream) = tokio::try_join!(client, server)?;

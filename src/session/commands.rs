@@ -6,8 +6,8 @@ use super::{ClientPlan, Pending, PendingEntry, Session, SessionEnd};
 use crate::config::ServerMode;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::hostport::{
-    canonical_ip, format_227, format_229, format_eprt_arg, format_port_arg, parse_eprt_arg, parse_epsv_arg,
-    parse_port_arg, AddrError, EpsvArg,
+    canonical_ip, format_227, format_229, format_eprt_arg, format_port_arg, parse_eprt_arg,
+    parse_epsv_arg, parse_port_arg, AddrError, EpsvArg,
 };
 use crate::proto::reply::Reply;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
@@ -20,7 +20,9 @@ impl Session {
             tracing::debug!(line = %String::from_utf8_lossy(&cmd.line), "client command");
         }
         if !self.logged_in && needs_login(cmd.verb) {
-            return self.send_now(Reply::new(530, "Please login with USER and PASS.")).await;
+            return self
+                .send_now(Reply::new(530, "Please login with USER and PASS."))
+                .await;
         }
         match cmd.verb {
             Verb::Pasv => self.client_passive(false).await,
@@ -30,22 +32,38 @@ impl Session {
                     self.send_now(Reply::new(200, "EPSV ALL ok.")).await
                 }
                 Ok(EpsvArg::Any) => self.client_passive(true).await,
-                Ok(EpsvArg::Family(af)) if af == self.client_family() => self.client_passive(true).await,
-                Ok(EpsvArg::Family(_)) | Err(AddrError::UnsupportedFamily(_)) => self.refuse_family().await,
-                Err(_) => self.send_now(Reply::new(501, "Syntax error in EPSV argument.")).await,
+                Ok(EpsvArg::Family(af)) if af == self.client_family() => {
+                    self.client_passive(true).await
+                }
+                Ok(EpsvArg::Family(_)) | Err(AddrError::UnsupportedFamily(_)) => {
+                    self.refuse_family().await
+                }
+                Err(_) => {
+                    self.send_now(Reply::new(501, "Syntax error in EPSV argument."))
+                        .await
+                }
             },
             Verb::Port | Verb::Eprt => self.client_active(&cmd).await,
             Verb::Lprt | Verb::Lpsv | Verb::Spsv => {
-                self.send_now(Reply::new(502, "Command not implemented; use EPRT or EPSV."))
-                    .await
+                self.send_now(Reply::new(
+                    502,
+                    "Command not implemented; use EPRT or EPSV.",
+                ))
+                .await
             }
             Verb::Auth | Verb::Pbsz | Verb::Prot | Verb::Ccc => {
-                self.send_now(Reply::new(502, "Security extensions are not available through this proxy."))
-                    .await
+                self.send_now(Reply::new(
+                    502,
+                    "Security extensions are not available through this proxy.",
+                ))
+                .await
             }
             Verb::Mode if !cmd.arg.eq_ignore_ascii_case(b"S") => {
-                self.send_now(Reply::new(504, "Only MODE S is supported through this proxy."))
-                    .await
+                self.send_now(Reply::new(
+                    504,
+                    "Only MODE S is supported through this proxy.",
+                ))
+                .await
             }
             v if v.is_transfer() => self.client_transfer(cmd).await,
             Verb::Abor => {
@@ -67,20 +85,32 @@ impl Session {
     }
 
     async fn refuse_family(&mut self) -> Result<(), SessionEnd> {
-        let text = format!("Network protocol not supported, use ({}).", self.client_family());
+        let text = format!(
+            "Network protocol not supported, use ({}).",
+            self.client_family()
+        );
         self.send_now(Reply::new(522, &text)).await
     }
 
-    pub(super) async fn forward(&mut self, cmd: &CommandLine, what: Pending) -> Result<(), SessionEnd> {
+    pub(super) async fn forward(
+        &mut self,
+        cmd: &CommandLine,
+        what: Pending,
+    ) -> Result<(), SessionEnd> {
         self.write_server(&cmd.line).await?;
-        self.pending.push_back(PendingEntry { what, preliminary: 0 });
+        self.pending.push_back(PendingEntry {
+            what,
+            preliminary: 0,
+        });
         Ok(())
     }
 
     /// PASV/EPSV from the client: listen on a data port and answer with our address.
     async fn client_passive(&mut self, extended: bool) -> Result<(), SessionEnd> {
         if self.epsv_all && !extended {
-            return self.send_now(Reply::new(501, "PASV not allowed after EPSV ALL.")).await;
+            return self
+                .send_now(Reply::new(501, "PASV not allowed after EPSV ALL."))
+                .await;
         }
         // Drop any earlier listener first so a client looping on PASV holds one port.
         self.plan = None;
@@ -97,7 +127,10 @@ impl Session {
         };
         if !extended && v4.is_none() {
             return self
-                .send_now(Reply::new(425, "PASV cannot carry an IPv6 address; use EPSV."))
+                .send_now(Reply::new(
+                    425,
+                    "PASV cannot carry an IPv6 address; use EPSV.",
+                ))
                 .await;
         }
         let listener = match self.ctx.passive_pool.listen(local) {
@@ -105,7 +138,10 @@ impl Session {
             Err(e) => {
                 tracing::warn!(error = %e, "passive listener unavailable");
                 return self
-                    .send_now(Reply::new(425, "Can't open passive data connection: no free port."))
+                    .send_now(Reply::new(
+                        425,
+                        "Can't open passive data connection: no free port.",
+                    ))
                     .await;
             }
         };
@@ -126,10 +162,17 @@ impl Session {
 
     /// PORT/EPRT from the client: check the target before anything is sent to it.
     async fn client_active(&mut self, cmd: &CommandLine) -> Result<(), SessionEnd> {
-        let name = if cmd.verb == Verb::Port { "PORT" } else { "EPRT" };
+        let name = if cmd.verb == Verb::Port {
+            "PORT"
+        } else {
+            "EPRT"
+        };
         if self.epsv_all {
             return self
-                .send_now(Reply::new(501, &format!("{name} not allowed after EPSV ALL.")))
+                .send_now(Reply::new(
+                    501,
+                    &format!("{name} not allowed after EPSV ALL."),
+                ))
                 .await;
         }
         self.plan = None;
@@ -144,7 +187,10 @@ impl Session {
             Err(e) => {
                 tracing::info!(error = %e, "{name} refused");
                 return self
-                    .send_now(Reply::new(501, &format!("Syntax error in {name} argument.")))
+                    .send_now(Reply::new(
+                        501,
+                        &format!("Syntax error in {name} argument."),
+                    ))
                     .await;
             }
         };
@@ -159,7 +205,8 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(data.target = %target, reason = %e, "{name} refused");
-                self.send_now(Reply::new(501, &format!("{name} refused: {e}."))).await
+                self.send_now(Reply::new(501, &format!("{name} refused: {e}.")))
+                    .await
             }
         }
     }
@@ -167,7 +214,9 @@ impl Session {
     /// A transfer command: set up the server side per `server_mode`, then send it.
     async fn client_transfer(&mut self, cmd: CommandLine) -> Result<(), SessionEnd> {
         let Some(plan) = self.plan.take() else {
-            return self.send_now(Reply::new(425, "Use PORT or PASV first.")).await;
+            return self
+                .send_now(Reply::new(425, "Use PORT or PASV first."))
+                .await;
         };
         let server_passive = match self.ctx.config.data.server_mode {
             ServerMode::Passive => true,
@@ -200,7 +249,11 @@ impl Session {
         };
         self.write_server(line.as_bytes()).await?;
         self.pending.push_back(PendingEntry {
-            what: Pending::ServerPort { cmd, plan, listener },
+            what: Pending::ServerPort {
+                cmd,
+                plan,
+                listener,
+            },
             preliminary: 0,
         });
         Ok(())
@@ -219,6 +272,13 @@ fn family(ip: IpAddr) -> u8 {
 fn needs_login(verb: Verb) -> bool {
     matches!(
         verb,
-        Verb::Port | Verb::Pasv | Verb::Eprt | Verb::Epsv | Verb::Lprt | Verb::Lpsv | Verb::Spsv | Verb::Rest
+        Verb::Port
+            | Verb::Pasv
+            | Verb::Eprt
+            | Verb::Epsv
+            | Verb::Lprt
+            | Verb::Lpsv
+            | Verb::Spsv
+            | Verb::Rest
     ) || verb.is_transfer()
 }

@@ -211,7 +211,9 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
     let _ = timeout(Duration::from_secs(2), session.server_wr.shutdown()).await;
 }
 
-async fn connect_upstream(ctx: &SessionContext) -> Result<(BoxedStream, SocketAddr, SocketAddr), String> {
+async fn connect_upstream(
+    ctx: &SessionContext,
+) -> Result<(BoxedStream, SocketAddr, SocketAddr), String> {
     let Route::Fixed { upstreams } = &ctx.listener.route;
     let Some(upstream) = upstreams.first() else {
         return Err("no upstream configured".into());
@@ -247,8 +249,13 @@ async fn write_reply(
     reply.encode(&mut buf);
     timeout(limit, w.write_all(&buf))
         .await
-        .map_err(|_| SessionEnd::ClientProtocol("client does not read its control connection".into()))?
-        .map_err(|source| SessionEnd::Io { side: "client", source })
+        .map_err(|_| {
+            SessionEnd::ClientProtocol("client does not read its control connection".into())
+        })?
+        .map_err(|source| SessionEnd::Io {
+            side: "client",
+            source,
+        })
 }
 
 impl Session {
@@ -317,7 +324,11 @@ impl Session {
     }
 
     /// Relays the server's greeting (120s, then 220) or ends the session with its refusal.
-    async fn relay_banner(&mut self, server: &mut ServerReader, shutdown: CancellationToken) -> Result<(), SessionEnd> {
+    async fn relay_banner(
+        &mut self,
+        server: &mut ServerReader,
+        shutdown: CancellationToken,
+    ) -> Result<(), SessionEnd> {
         let deadline = Instant::now() + self.ctx.config.timeouts.banner;
         loop {
             let frame = tokio::select! {
@@ -326,16 +337,27 @@ impl Session {
             };
             let reply = match frame {
                 Err(_) => {
-                    self.send_now(Reply::new(421, "Service not available: no greeting from the FTP server."))
-                        .await?;
+                    self.send_now(Reply::new(
+                        421,
+                        "Service not available: no greeting from the FTP server.",
+                    ))
+                    .await?;
                     return Err(SessionEnd::Upstream("no banner in time".into()));
                 }
                 Ok(None) => {
-                    self.send_now(Reply::new(421, "Service not available: the FTP server closed the connection."))
-                        .await?;
+                    self.send_now(Reply::new(
+                        421,
+                        "Service not available: the FTP server closed the connection.",
+                    ))
+                    .await?;
                     return Err(SessionEnd::Upstream("closed before its banner".into()));
                 }
-                Ok(Some(Err(e))) => return Err(SessionEnd::Io { side: "server", source: e }),
+                Ok(Some(Err(e))) => {
+                    return Err(SessionEnd::Io {
+                        side: "server",
+                        source: e,
+                    })
+                }
                 Ok(Some(Ok(frame))) => match self.assemble(frame).await? {
                     Some(r) => r,
                     None => continue,
@@ -346,7 +368,11 @@ impl Session {
             match code {
                 120 => continue,
                 220 => return Ok(()),
-                _ => return Err(SessionEnd::Upstream(format!("server refused the session with {code}"))),
+                _ => {
+                    return Err(SessionEnd::Upstream(format!(
+                        "server refused the session with {code}"
+                    )))
+                }
             }
         }
     }
@@ -355,7 +381,10 @@ impl Session {
         if self.closing || self.stash.is_some() {
             return false;
         }
-        let idle = self.pending.is_empty() && self.out.is_empty() && self.transfer.is_none() && self.finished.is_none();
+        let idle = self.pending.is_empty()
+            && self.out.is_empty()
+            && self.transfer.is_none()
+            && self.finished.is_none();
         // During a transfer the client may ABOR; anything else goes to the stash.
         idle || (self.transfer.is_some() && self.pending.len() < MAX_PENDING)
     }
@@ -381,8 +410,11 @@ impl Session {
         let first = !self.seen_command;
         self.seen_command = true;
         if first && crate::proto::command::looks_like_http(&line) {
-            self.send_now(Reply::new(421, "This is an FTP proxy, not an HTTP proxy.")).await?;
-            return Err(SessionEnd::ClientProtocol("HTTP request on the control port".into()));
+            self.send_now(Reply::new(421, "This is an FTP proxy, not an HTTP proxy."))
+                .await?;
+            return Err(SessionEnd::ClientProtocol(
+                "HTTP request on the control port".into(),
+            ));
         }
         let cmd = match CommandLine::parse(line) {
             Ok(cmd) => cmd,
@@ -430,8 +462,11 @@ impl Session {
             Ok(r) => Ok(r),
             Err(reason) => {
                 self.out.clear();
-                self.send_now(Reply::new(421, "Service not available: invalid reply from the FTP server."))
-                    .await?;
+                self.send_now(Reply::new(
+                    421,
+                    "Service not available: invalid reply from the FTP server.",
+                ))
+                .await?;
                 Err(SessionEnd::ServerProtocol(reason))
             }
         }
@@ -452,7 +487,11 @@ impl Session {
     /// success reply from the server becomes 425/426 if the data relay failed: no client
     /// ever sees 226 for a truncated file.
     fn release_held(&mut self) {
-        let Some(pos) = self.out.iter().position(|o| matches!(o, Outgoing::AfterTransfer(_))) else {
+        let Some(pos) = self
+            .out
+            .iter()
+            .position(|o| matches!(o, Outgoing::AfterTransfer(_)))
+        else {
             return;
         };
         let Some(event) = self.finished.take() else {
@@ -491,25 +530,46 @@ impl Session {
     }
 
     async fn write_client(&mut self, reply: &Reply) -> Result<(), SessionEnd> {
-        write_reply(&mut self.client_wr, reply, self.ctx.config.timeouts.data_stall).await
+        write_reply(
+            &mut self.client_wr,
+            reply,
+            self.ctx.config.timeouts.data_stall,
+        )
+        .await
     }
 
     async fn write_server(&mut self, line: &[u8]) -> Result<(), SessionEnd> {
         let mut buf = BytesMut::with_capacity(line.len() + 2);
         encode_line(line, &mut buf);
-        timeout(self.ctx.config.timeouts.data_stall, self.server_wr.write_all(&buf))
-            .await
-            .map_err(|_| SessionEnd::ServerProtocol("server does not read its control connection".into()))?
-            .map_err(|source| SessionEnd::Io { side: "server", source })
+        timeout(
+            self.ctx.config.timeouts.data_stall,
+            self.server_wr.write_all(&buf),
+        )
+        .await
+        .map_err(|_| {
+            SessionEnd::ServerProtocol("server does not read its control connection".into())
+        })?
+        .map_err(|source| SessionEnd::Io {
+            side: "server",
+            source,
+        })
     }
 
     async fn server_gone(&mut self) -> SessionEnd {
-        if self.closing || self.pending.iter().any(|p| matches!(p.what, Pending::Relay(Verb::Quit))) {
+        if self.closing
+            || self
+                .pending
+                .iter()
+                .any(|p| matches!(p.what, Pending::Relay(Verb::Quit)))
+        {
             return SessionEnd::Quit;
         }
         let _ = self.flush().await;
         let _ = self
-            .write_client(&Reply::new(421, "Service not available, the FTP server closed the connection."))
+            .write_client(&Reply::new(
+                421,
+                "Service not available, the FTP server closed the connection.",
+            ))
             .await;
         SessionEnd::ServerClosed
     }

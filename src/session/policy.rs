@@ -70,7 +70,8 @@ pub fn server_passive_target(
             let forbidden = announced_ip.is_unspecified()
                 || announced_ip.is_multicast()
                 || announced_ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
-                || ((announced_ip.is_loopback() || own.iter().any(|o| canonical_ip(*o) == announced_ip))
+                || ((announced_ip.is_loopback()
+                    || own.iter().any(|o| canonical_ip(*o) == announced_ip))
                     && announced_ip != server);
             if forbidden {
                 return Err(TargetError::ForbiddenAddress(announced_ip));
@@ -89,7 +90,10 @@ pub fn feature_hidden(line: &[u8]) -> bool {
         .take_while(|b| !b.is_ascii_whitespace())
         .map(|b| b.to_ascii_uppercase())
         .collect();
-    matches!(word.as_slice(), b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"SPSV")
+    matches!(
+        word.as_slice(),
+        b"AUTH" | b"PBSZ" | b"PROT" | b"CCC" | b"LPRT" | b"LPSV" | b"SPSV"
+    )
 }
 
 #[cfg(test)]
@@ -105,31 +109,57 @@ mod tests {
     }
     fn rule(net: &str, addr: Option<&str>) -> AdvertiseRule {
         AdvertiseRule {
-            clients: net.parse::<IpNet>().unwrap_or_else(|_| panic!("bad net {net}")),
+            clients: net
+                .parse::<IpNet>()
+                .unwrap_or_else(|_| panic!("bad net {net}")),
             address: addr.map_or(AdvertiseAddr::Auto, |a| AdvertiseAddr::Ip(ip(a))),
         }
     }
 
     #[test]
     fn advertise_first_matching_rule_wins() {
-        let rules = [rule("192.0.2.0/24", None), rule("0.0.0.0/0", Some("203.0.113.7"))];
-        assert_eq!(advertised_ip(&rules, ip("192.0.2.9"), ip("192.0.2.1")), ip("192.0.2.1"));
-        assert_eq!(advertised_ip(&rules, ip("198.51.100.4"), ip("192.0.2.1")), ip("203.0.113.7"));
-        assert_eq!(advertised_ip(&[], ip("198.51.100.4"), ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        let rules = [
+            rule("192.0.2.0/24", None),
+            rule("0.0.0.0/0", Some("203.0.113.7")),
+        ];
+        assert_eq!(
+            advertised_ip(&rules, ip("192.0.2.9"), ip("192.0.2.1")),
+            ip("192.0.2.1")
+        );
+        assert_eq!(
+            advertised_ip(&rules, ip("198.51.100.4"), ip("192.0.2.1")),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            advertised_ip(&[], ip("198.51.100.4"), ip("::ffff:192.0.2.1")),
+            ip("192.0.2.1")
+        );
         // An IPv4-mapped client matches IPv4 rules.
-        assert_eq!(advertised_ip(&rules, ip("::ffff:198.51.100.4"), ip("192.0.2.1")), ip("203.0.113.7"));
+        assert_eq!(
+            advertised_ip(&rules, ip("::ffff:198.51.100.4"), ip("192.0.2.1")),
+            ip("203.0.113.7")
+        );
     }
 
     #[test]
     fn client_target_must_be_the_client() {
         let client = ip("192.0.2.10");
-        assert_eq!(check_client_target(sa("192.0.2.10:5000"), client), Ok(sa("192.0.2.10:5000")));
+        assert_eq!(
+            check_client_target(sa("192.0.2.10:5000"), client),
+            Ok(sa("192.0.2.10:5000"))
+        );
         assert_eq!(
             check_client_target(sa("198.51.100.66:2000"), client),
             Err(TargetError::ForeignAddress(ip("198.51.100.66")))
         );
-        assert_eq!(check_client_target(sa("192.0.2.10:25"), client), Err(TargetError::PrivilegedPort(25)));
-        assert_eq!(check_client_target(sa("192.0.2.10:1023"), client), Err(TargetError::PrivilegedPort(1023)));
+        assert_eq!(
+            check_client_target(sa("192.0.2.10:25"), client),
+            Err(TargetError::PrivilegedPort(25))
+        );
+        assert_eq!(
+            check_client_target(sa("192.0.2.10:1023"), client),
+            Err(TargetError::PrivilegedPort(1023))
+        );
         assert_eq!(
             check_client_target(sa("[::ffff:192.0.2.10]:5000"), client),
             Ok(sa("192.0.2.10:5000"))
@@ -153,10 +183,22 @@ mod tests {
             server_passive_target(ServerPasvAddress::Trust, nat, server, &own),
             Ok(nat)
         );
-        for bad in ["127.0.0.1:40000", "192.0.2.1:40000", "0.0.0.0:40000", "255.255.255.255:40000"] {
-            assert!(server_passive_target(ServerPasvAddress::Trust, sa(bad), server, &own).is_err(), "{bad}");
+        for bad in [
+            "127.0.0.1:40000",
+            "192.0.2.1:40000",
+            "0.0.0.0:40000",
+            "255.255.255.255:40000",
+        ] {
+            assert!(
+                server_passive_target(ServerPasvAddress::Trust, sa(bad), server, &own).is_err(),
+                "{bad}"
+            );
         }
-        for policy in [ServerPasvAddress::UseControl, ServerPasvAddress::Check, ServerPasvAddress::Trust] {
+        for policy in [
+            ServerPasvAddress::UseControl,
+            ServerPasvAddress::Check,
+            ServerPasvAddress::Trust,
+        ] {
             assert_eq!(
                 server_passive_target(policy, sa("198.51.100.5:22"), server, &own),
                 Err(TargetError::PrivilegedPort(22))

@@ -20,8 +20,11 @@ impl Session {
             front.preliminary += 1;
             if front.preliminary > MAX_PRELIMINARY {
                 self.out.clear();
-                self.send_now(Reply::new(421, "Service not available: too many preliminary replies from the FTP server."))
-                    .await?;
+                self.send_now(Reply::new(
+                    421,
+                    "Service not available: too many preliminary replies from the FTP server.",
+                ))
+                .await?;
                 return Err(SessionEnd::ServerProtocol("too many 1xx replies".into()));
             }
             match &front.what {
@@ -51,8 +54,14 @@ impl Session {
                 self.out.push_back(Outgoing::AfterTransfer(reply));
                 self.release_held();
             }
-            Pending::ServerPasv { cmd, plan } => self.server_passive_reply(reply, cmd, plan).await?,
-            Pending::ServerPort { cmd, plan, listener } => {
+            Pending::ServerPasv { cmd, plan } => {
+                self.server_passive_reply(reply, cmd, plan).await?
+            }
+            Pending::ServerPort {
+                cmd,
+                plan,
+                listener,
+            } => {
                 if reply.class() == 2 {
                     let server = ServerLeg::Accept {
                         listener,
@@ -63,7 +72,10 @@ impl Session {
                     tracing::info!(code = reply.code, "server refused our PORT/EPRT");
                     self.out.push_back(Outgoing::Ready(Reply::new(
                         425,
-                        &format!("Can't open data connection: the FTP server refused active mode ({}).", reply.code),
+                        &format!(
+                            "Can't open data connection: the FTP server refused active mode ({}).",
+                            reply.code
+                        ),
                     )));
                 }
             }
@@ -94,13 +106,23 @@ impl Session {
             self.send_now(reply).await?;
             return Err(SessionEnd::ServerClosed);
         }
-        tracing::info!(code = reply.code, "unsolicited reply from the server dropped");
+        tracing::info!(
+            code = reply.code,
+            "unsolicited reply from the server dropped"
+        );
         Ok(())
     }
 
-    async fn server_passive_reply(&mut self, reply: Reply, cmd: CommandLine, plan: ClientPlan) -> Result<(), SessionEnd> {
+    async fn server_passive_reply(
+        &mut self,
+        reply: Reply,
+        cmd: CommandLine,
+        plan: ClientPlan,
+    ) -> Result<(), SessionEnd> {
         let announced: Result<SocketAddr, String> = match reply.code {
-            227 => parse_227(reply.text()).map(SocketAddr::V4).map_err(|e| e.to_string()),
+            227 => parse_227(reply.text())
+                .map(SocketAddr::V4)
+                .map_err(|e| e.to_string()),
             229 => parse_229(reply.text())
                 .map(|port| SocketAddr::new(self.server_peer.ip(), port))
                 .map_err(|e| e.to_string()),
@@ -108,8 +130,13 @@ impl Session {
         };
         let own = [self.client_local.ip(), self.server_local.ip()];
         let target = announced.and_then(|a| {
-            server_passive_target(self.ctx.config.data.server_pasv_address, a, self.server_peer.ip(), &own)
-                .map_err(|e| format!("server passive address refused: {e}"))
+            server_passive_target(
+                self.ctx.config.data.server_pasv_address,
+                a,
+                self.server_peer.ip(),
+                &own,
+            )
+            .map_err(|e| format!("server passive address refused: {e}"))
         });
         match target {
             Ok(target) => {
@@ -131,7 +158,12 @@ impl Session {
     }
 
     /// Both sides are settled: start the data task, then send the transfer command.
-    async fn begin_transfer(&mut self, cmd: CommandLine, plan: ClientPlan, server: ServerLeg) -> Result<(), SessionEnd> {
+    async fn begin_transfer(
+        &mut self,
+        cmd: CommandLine,
+        plan: ClientPlan,
+        server: ServerLeg,
+    ) -> Result<(), SessionEnd> {
         let Some(direction) = cmd.verb.direction() else {
             return Ok(());
         };
@@ -158,7 +190,11 @@ impl Session {
             buffer_size: self.ctx.config.data.buffer_size,
         };
         self.finished = None;
-        self.transfer = Some(data::spawn(spec, self.data_tx.clone(), Arc::clone(&self.ctx.metrics)));
+        self.transfer = Some(data::spawn(
+            spec,
+            self.data_tx.clone(),
+            Arc::clone(&self.ctx.metrics),
+        ));
         self.forward(&cmd, Pending::Transfer).await
     }
 }
@@ -173,6 +209,8 @@ fn filter_features(reply: Reply) -> Reply {
         .filter(|(i, line)| *i == 0 || *i == last || !feature_hidden(line))
         .map(|(_, line)| line)
         .collect();
-    Reply { code: reply.code, lines }
+    Reply {
+        code: reply.code,
+        lines,
+    }
 }
-
