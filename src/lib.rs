@@ -17,7 +17,10 @@
 //! - [`metrics`], [`telemetry`], [`cli`].
 
 // Input from the network or the config must never panic the proxy.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod cli;
 pub mod config;

@@ -5,6 +5,7 @@
 mod legs;
 mod ports;
 mod relay;
+mod splice;
 mod transfer;
 
 pub use legs::{ClientLeg, ServerLeg};

@@ -7,6 +7,7 @@
 
 use super::legs::{accept_from, connect_from, ClientLeg, ServerLeg};
 use super::relay::pump;
+use super::splice::{splice_pump, Unsupported};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::proto::command::Direction;
 use std::net::SocketAddr;
@@ -196,25 +197,30 @@ async fn run(
     // Both legs are up: the listeners (and their port leases) are no longer needed.
     drop(spec.client);
     drop(spec.server);
-    match spec.direction {
-        Direction::Download => {
+    let (from, from_side, to, to_side) = match spec.direction {
+        Direction::Download => (&mut server, Side::Server, &mut client, Side::Client),
+        Direction::Upload => (&mut client, Side::Client, &mut server, Side::Server),
+    };
+    match splice_pump(
+        from,
+        from_side,
+        to,
+        to_side,
+        spec.buffer_size,
+        spec.stall_timeout,
+        bytes,
+    )
+    .await
+    {
+        Ok(()) => Ok(()),
+        Err(Ok(e)) => Err(e),
+        Err(Err(Unsupported)) => {
+            tracing::debug!("splice unsupported here; copying through user space");
             pump(
-                &mut server,
-                Side::Server,
-                &mut client,
-                Side::Client,
-                spec.buffer_size,
-                spec.stall_timeout,
-                bytes,
-            )
-            .await
-        }
-        Direction::Upload => {
-            pump(
-                &mut client,
-                Side::Client,
-                &mut server,
-                Side::Server,
+                from,
+                from_side,
+                to,
+                to_side,
                 spec.buffer_size,
                 spec.stall_timeout,
                 bytes,
