@@ -112,6 +112,14 @@ struct PendingEntry {
     preliminary: u32,
 }
 
+/// One line from the client, classified.
+#[derive(Debug)]
+enum ClientInput {
+    Command(CommandLine),
+    /// A line refused by framing or parsing, with the reply it earns.
+    Refused(Reply),
+}
+
 /// A reply waiting to go to the client, in order.
 #[derive(Debug)]
 enum Outgoing {
@@ -138,7 +146,7 @@ pub(crate) struct Session {
     transfer: Option<TransferHandle>,
     /// The outcome of a transfer whose task ended before the server's final reply came.
     finished: Option<DataEvent>,
-    stash: Option<CommandLine>,
+    stash: Option<ClientInput>,
     logged_in: bool,
     epsv_all: bool,
     seen_command: bool,
@@ -278,8 +286,8 @@ impl Session {
             if self.closing && self.out.is_empty() {
                 return SessionEnd::Quit;
             }
-            if let Some(cmd) = self.take_stash() {
-                if let Err(end) = self.on_command(cmd).await {
+            if let Some(input) = self.take_stash() {
+                if let Err(end) = self.on_input(input).await {
                     return end;
                 }
                 continue;
@@ -389,7 +397,7 @@ impl Session {
         idle || (self.transfer.is_some() && self.pending.len() < MAX_PENDING)
     }
 
-    fn take_stash(&mut self) -> Option<CommandLine> {
+    fn take_stash(&mut self) -> Option<ClientInput> {
         let idle = self.pending.is_empty() && self.out.is_empty() && self.transfer.is_none();
         if idle {
             self.stash.take()
@@ -399,50 +407,48 @@ impl Session {
     }
 
     async fn on_client_frame(&mut self, frame: Frame) -> Result<(), SessionEnd> {
-        let line = match frame {
-            Frame::Line(line) => line,
+        let input = match frame {
+            Frame::Line(line) => {
+                let first = !self.seen_command;
+                self.seen_command = true;
+                if first && crate::proto::command::looks_like_http(&line) {
+                    self.send_now(Reply::new(421, "This is an FTP proxy, not an HTTP proxy."))
+                        .await?;
+                    return Err(SessionEnd::ClientProtocol(
+                        "HTTP request on the control port".into(),
+                    ));
+                }
+                match CommandLine::parse(line) {
+                    Ok(cmd) => ClientInput::Command(cmd),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "unparseable command");
+                        ClientInput::Refused(Reply::new(500, "Syntax error, command unrecognized."))
+                    }
+                }
+            }
             Frame::Rejected(e) => {
                 tracing::info!(error = %e, "client line rejected");
-                let text = format!("Command line rejected: {e}.");
-                return self.reply_or_stash_error(Reply::new(500, &text)).await;
+                ClientInput::Refused(Reply::new(500, &format!("Command line rejected: {e}.")))
             }
         };
-        let first = !self.seen_command;
-        self.seen_command = true;
-        if first && crate::proto::command::looks_like_http(&line) {
-            self.send_now(Reply::new(421, "This is an FTP proxy, not an HTTP proxy."))
-                .await?;
-            return Err(SessionEnd::ClientProtocol(
-                "HTTP request on the control port".into(),
-            ));
-        }
-        let cmd = match CommandLine::parse(line) {
-            Ok(cmd) => cmd,
-            Err(e) => {
-                tracing::debug!(error = %e, "unparseable command");
-                return self
-                    .reply_or_stash_error(Reply::new(500, "Syntax error, command unrecognized."))
-                    .await;
+        match input {
+            // A transfer is running: only ABOR acts now; anything else waits its turn so
+            // that replies stay in command order.
+            ClientInput::Command(cmd) if self.transfer.is_some() && cmd.verb == Verb::Abor => {
+                self.on_input(ClientInput::Command(cmd)).await
             }
-        };
-        if self.transfer.is_some() {
-            // A transfer is running: only ABOR acts now, to keep replies in order.
-            if cmd.verb == Verb::Abor {
-                return self.on_command(cmd).await;
+            input if self.transfer.is_some() => {
+                self.stash = Some(input);
+                Ok(())
             }
-            self.stash = Some(cmd);
-            return Ok(());
+            input => self.on_input(input).await,
         }
-        self.on_command(cmd).await
     }
 
-    /// A locally generated error reply; while a transfer runs it must wait its turn.
-    async fn reply_or_stash_error(&mut self, reply: Reply) -> Result<(), SessionEnd> {
-        if self.pending.is_empty() && self.out.is_empty() && self.transfer.is_none() {
-            self.send_now(reply).await
-        } else {
-            self.out.push_back(Outgoing::Ready(reply));
-            Ok(())
+    async fn on_input(&mut self, input: ClientInput) -> Result<(), SessionEnd> {
+        match input {
+            ClientInput::Command(cmd) => self.on_command(cmd).await,
+            ClientInput::Refused(reply) => self.send_now(reply).await,
         }
     }
 
