@@ -104,7 +104,7 @@ show_failure() {
     for f in "$WORK/curl.err" "$WORK/gw-passive/ftpgate.log" "$WORK/gw-active/ftpgate.log" "$VSFTPD_LOG"; do
         [[ -s $f ]] || continue
         echo "--- $f (last 15 lines)" >&2
-        tail -n 15 "$f" | sed -E 's/^(> |---> )PASS .*/\1PASS ****/' >&2
+        tail -n 15 "$f" | sed -E "s/\x1b\[[0-9;]*m//g" | sed -E 's/^(> |---> )PASS .*/\1PASS ****/' >&2
     done
     exit 1
 }

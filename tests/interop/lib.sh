@@ -6,6 +6,7 @@
 # Everything started here is registered for cleanup and killed by its pid (or the
 # process group it leads) from the EXIT trap. Nothing here talks to any address
 # but 127.0.0.1.
+# shellcheck disable=SC2034 # the variables set here are read by the sourcing scripts
 
 INTEROP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$INTEROP_DIR/../.." && pwd)
@@ -182,6 +183,7 @@ EOF
 # out of the .deb into a folder this suite owns. Sets PUREFTPD_BIN.
 ensure_pureftpd() {
     local cache=${PUREFTPD_CACHE:-$INTEROP_DIR/.cache/pure-ftpd} deb missing
+    local -a debs
     if [[ -n "${PUREFTPD_BIN:-}" ]]; then
         [[ -x "$PUREFTPD_BIN" ]] || die "PUREFTPD_BIN=$PUREFTPD_BIN is not executable"
         return 0
@@ -194,8 +196,9 @@ ensure_pureftpd() {
         log "fetching pure-ftpd with apt-get download into $cache"
         (cd "$cache" && timeout 300 apt-get -q -o APT::Sandbox::User=root download pure-ftpd >&2) ||
             die "apt-get download pure-ftpd failed (run apt-get update first)"
-        deb=$(ls "$cache"/pure-ftpd_*.deb 2>/dev/null | head -n1)
-        [[ -n "$deb" ]] || die "apt-get download left no pure-ftpd .deb in $cache"
+        debs=("$cache"/pure-ftpd_*.deb)
+        deb=${debs[0]}
+        [[ -f "$deb" ]] || die "apt-get download left no pure-ftpd .deb in $cache"
         dpkg-deb -x "$deb" "$cache/root" || die "dpkg-deb -x $deb failed"
         [[ -x "$PUREFTPD_BIN" ]] || die "$deb has no usr/sbin/pure-ftpd"
     fi
@@ -274,7 +277,7 @@ start_ftpgate() {
     FTPGATE_PID=$BG_PID
     if ! wait_banner "$ctrl" 20 "$FTPGATE_PID"; then
         log "ftpgate did not greet on 127.0.0.1:$ctrl; its log:"
-        tail -n 30 "$logfile" >&2
+        tail -n 30 "$logfile" | sed -E 's/\x1b\[[0-9;]*m//g' >&2
         return 1
     fi
 }

@@ -129,7 +129,7 @@ curl_mode_args() {
 }
 
 run_curl() {
-    local client=$1 port=$2 op=$3 remote=$4 local=$5 url
+    local client=$1 port=$2 op=$3 remote=$4 lpath=$5 url
     local -a args
     read -ra args <<<"$(curl_mode_args "$client")"
     # --no-ftp-skip-pasv-ip: use the address in the 227 reply (curl >= 7.74 ignores
@@ -138,14 +138,14 @@ run_curl() {
         -u "$FTP_USER:$FTP_PASS")
     url="ftp://127.0.0.1:$port/"
     case $op in
-    retr | empty) timeout -k 5 $((CMD_TIMEOUT + 10)) curl "${args[@]}" -o "$local" "$url$remote" >"$OUT_FILE" 2>"$TRACE" ;;
-    stor) timeout -k 5 $((CMD_TIMEOUT + 10)) curl "${args[@]}" -T "$local" "$url$remote" >"$OUT_FILE" 2>"$TRACE" ;;
+    retr | empty) timeout -k 5 $((CMD_TIMEOUT + 10)) curl "${args[@]}" -o "$lpath" "$url$remote" >"$OUT_FILE" 2>"$TRACE" ;;
+    stor) timeout -k 5 $((CMD_TIMEOUT + 10)) curl "${args[@]}" -T "$lpath" "$url$remote" >"$OUT_FILE" 2>"$TRACE" ;;
     list) timeout -k 5 $((CMD_TIMEOUT + 10)) curl "${args[@]}" "$url" >"$OUT_FILE" 2>"$TRACE" ;;
     esac
 }
 
 run_lftp() {
-    local client=$1 port=$2 op=$3 remote=$4 local=$5 script=$WORK/lftp.script
+    local client=$1 port=$2 op=$3 remote=$4 lpath=$5 script=$WORK/lftp.script
     {
         echo "set cmd:fail-exit yes"
         echo "set ftp:ssl-allow no"
@@ -161,8 +161,8 @@ run_lftp() {
         esac
         echo "open -u $FTP_USER,$FTP_PASS -p $port ftp://127.0.0.1"
         case $op in
-        retr | empty) echo "get $remote -o $local" ;;
-        stor) echo "put $local -o $remote" ;;
+        retr | empty) echo "get $remote -o $lpath" ;;
+        stor) echo "put $lpath -o $remote" ;;
         list) echo "ls" ;;
         esac
         echo "bye"
@@ -224,7 +224,7 @@ check_addresses() {
             return 1
         fi
         in_range "$p" "$want_pasv" || {
-            REASON="passive reply port $p is outside ${want_pasv/ /-} (the $([[ $mode == direct ]] && echo server || echo ftpgate)'s range): $line"
+            REASON="passive reply port $p is outside ${want_pasv/ /-} ($([[ $mode == direct ]] && echo "the server's" || echo "ftpgate's") range): $line"
             return 1
         }
     done < <(grep -E '^(<|<---) 22[79] ' "$TRACE" | tr -d '\r')
@@ -265,7 +265,7 @@ declare -A TALLY_PASS TALLY_TOTAL
 
 # run_op SERVER MODE CLIENT OP PORT: one case; sets BYTES, SECS, REASON; 0 = pass.
 run_op() {
-    local server=$1 mode=$2 client=$3 op=$4 port=$5 rc=0 t0 remote local sha got
+    local server=$1 mode=$2 client=$3 op=$4 port=$5 rc=0 t0 remote lpath sha got
     local runner=run_curl
     [[ $client == lftp-* ]] && runner=run_lftp
     BYTES=0
@@ -277,22 +277,27 @@ run_op() {
     : >"$TRACE"
     case $op in
     retr)
-        remote=src.bin local=$DL/retr.bin
-        rm -f "$local"
+        remote=src.bin lpath=$DL/retr.bin
+        rm -f "$lpath"
         ;;
     empty)
-        remote=empty.bin local=$DL/empty.bin
-        rm -f "$local"
+        remote=empty.bin lpath=$DL/empty.bin
+        rm -f "$lpath"
         ;;
     stor)
-        remote="up-$server-$mode-$client.bin" local=$SRC
+        remote="up-$server-$mode-$client.bin" lpath=$SRC
         rm -f "$FTPHOME/$remote"
         ;;
-    list) remote= local= ;;
+    list) remote='' lpath='' ;;
     esac
     t0=$EPOCHREALTIME
-    "$runner" "$client" "$port" "$op" "$remote" "$local" || rc=$?
+    "$runner" "$client" "$port" "$op" "$remote" "$lpath" || rc=$?
     SECS=$(elapsed "$t0")
+    case $op in
+    retr | empty) [[ -f $lpath ]] && BYTES=$(stat -c %s "$lpath") ;;
+    stor) [[ -f $FTPHOME/$remote ]] && BYTES=$(stat -c %s "$FTPHOME/$remote") ;;
+    list) BYTES=$(stat -c %s "$OUT_FILE") ;;
+    esac
     if ((rc != 0)); then
         REASON="$client exited $rc"
         ((rc == 124)) && REASON+=" (timed out after ${CMD_TIMEOUT}s)"
@@ -303,13 +308,13 @@ run_op() {
     case $op in
     retr | empty)
         # curl does not create the output file for a 0-byte download.
-        [[ $op == empty && ! -e $local ]] && : >"$local"
-        [[ -f $local ]] || { REASON="no downloaded file"; return 1; }
-        BYTES=$(stat -c %s "$local")
+        [[ $op == empty && ! -e $lpath ]] && : >"$lpath"
+        [[ -f $lpath ]] || { REASON="no downloaded file"; return 1; }
+        BYTES=$(stat -c %s "$lpath")
         sha=$SRC_SHA
         [[ $op == empty ]] && sha=$EMPTY_SHA
-        got=$(sha256sum "$local" | cut -d' ' -f1)
-        rm -f "$local"
+        got=$(sha256sum "$lpath" | cut -d' ' -f1)
+        rm -f "$lpath"
         [[ $got == "$sha" ]] || { REASON="sha256 mismatch: got $got want $sha (bytes=$BYTES)"; return 1; }
         ;;
     stor)
@@ -321,7 +326,7 @@ run_op() {
         ;;
     list)
         BYTES=$(stat -c %s "$OUT_FILE")
-        if ! tr -d '\r' <"$OUT_FILE" | grep -Eq "[[:space:]]$SRC_BYTES[[:space:]].*[[:space:]]src\.bin\$"; then
+        if ! tr -d '\r' <"$OUT_FILE" | grep -Eq "[[:space:]]${SRC_BYTES}[[:space:]].*[[:space:]]src\.bin\$"; then
             REASON="listing lacks 'src.bin' with size $SRC_BYTES"
             return 1
         fi
@@ -347,7 +352,7 @@ show_logs() {
     for f in "${!LOG_OFF[@]}"; do
         off=${LOG_OFF[$f]}
         echo "    --- $f (this case, last 40 lines)"
-        tail -c +$((off + 1)) "$f" | tail -n 40 | sed 's/^/    | /'
+        tail -c +$((off + 1)) "$f" | tail -n 40 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
     done
 }
 
@@ -414,8 +419,8 @@ fail_column() {
 }
 
 # One-off cases about ftpgate itself, reported in the same format.
-gate_case() { # SERVER MODE OP STATUS REASON
-    BYTES=0 SECS=${SECS:-0} REASON=$5 TRACE=
+gate_case() { # SERVER MODE OP STATUS REASON [SECS]
+    BYTES=0 SECS=${6:-0} REASON=$5 TRACE=
     report "$1" "$2" ftpgate "$3" "$4"
 }
 
@@ -465,18 +470,18 @@ for server in "${SERVERS[@]}"; do
         read -r galo gahi <<<"${GW_ACT[$server.$mode]}"
         write_ftpgate_config "$cfg" "${GW_PORT[$server.$mode]}" "${SRV_PORT[$server]}" \
             "$gplo" "$gphi" "$galo" "$gahi" "$mode"
-        SECS=0
-        if ! "$FTPGATE_BIN" check -c "$cfg" >"$gdir/check.out" 2>&1; then
-            gate_case "$server" "$mode" check 1 "ftpgate check -c rejected the generated config: $(tail -n 5 "$gdir/check.out" | tr '\n' ' ')"
+        t0=$EPOCHREALTIME
+        if ! timeout -k 5 30 "$FTPGATE_BIN" check -c "$cfg" >"$gdir/check.out" 2>&1; then
+            gate_case "$server" "$mode" check 1 "ftpgate check -c rejected the generated config: $(tail -n 5 "$gdir/check.out" | tr '\n' ' ')" "$(elapsed "$t0")"
             echo "    --- config"
             sed 's/^/    | /' "$cfg"
         else
-            gate_case "$server" "$mode" check 0 ""
+            gate_case "$server" "$mode" check 0 "" "$(elapsed "$t0")"
         fi
         log "ftpgate on 127.0.0.1:${GW_PORT[$server.$mode]} -> ${SRV_PORT[$server]} (passive $gplo-$gphi, active $galo-$gahi)"
         if ! start_ftpgate "$cfg" "$glog" "${GW_PORT[$server.$mode]}"; then
             fail_column "$server" "$mode" "ftpgate did not come up (see log below)"
-            tail -n 30 "$glog" | sed 's/^/    | /'
+            tail -n 30 "$glog" | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
             stop_pid "$FTPGATE_PID"
             continue
         fi
