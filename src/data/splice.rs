@@ -14,6 +14,9 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// Linux's default pipe capacity.
+const DEFAULT_PIPE: usize = 1 << 16;
+
 /// The kernel refused splice before any byte moved: the caller may fall back to copying.
 pub(super) struct Unsupported;
 
@@ -29,14 +32,8 @@ pub(super) async fn splice_pump(
 ) -> Result<(), Result<DataError, Unsupported>> {
     let (pipe_rd, pipe_wr) =
         pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|_| Err(Unsupported))?;
-    // A larger pipe means fewer wake-ups per byte; the kernel may cap it (pipe-max-size),
-    // in which case the default 64 KiB still works.
-    let _ = fcntl(
-        &pipe_wr,
-        FcntlArg::F_SETPIPE_SZ(i32::try_from(pipe_size).unwrap_or(1 << 20)),
-    );
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    let chunk = pipe_size.max(1 << 16);
+    let mut chunk = DEFAULT_PIPE;
     let mut first = true;
     loop {
         // The pipe is empty here, so EAGAIN can only mean "socket has no data".
@@ -61,6 +58,15 @@ pub(super) async fn splice_pump(
         first = false;
         if in_pipe == 0 {
             break;
+        }
+        if in_pipe >= chunk && chunk < pipe_size {
+            // A bulk transfer: a larger pipe means fewer wake-ups per byte. Grown only
+            // now so that small files (listings, many small RETRs) skip the allocation;
+            // the kernel may cap it (pipe-max-size), and 64 KiB still works.
+            let want = i32::try_from(pipe_size).unwrap_or(1 << 20);
+            if let Ok(size) = fcntl(&pipe_wr, FcntlArg::F_SETPIPE_SZ(want)) {
+                chunk = usize::try_from(size).unwrap_or(DEFAULT_PIPE);
+            }
         }
         while in_pipe > 0 {
             let n = timeout(stall, drain(&pipe_rd, to, in_pipe, flags))

@@ -1,0 +1,837 @@
+//! Harness for the integration tests: a libunftp server on a temp dir, an in-process
+//! ftpgate in front of it, a raw line-oriented FTP client, and the checks every test ends
+//! with (gauges back to zero, clean shutdown).
+//!
+//! Each test owns a multi-threaded tokio runtime that runs the servers, while the test
+//! thread drives blocking clients (suppaftp or [`Ctrl`]/[`RawFtp`]). Every wait has a
+//! deadline: sockets get read timeouts, polls are bounded, and a [`Watchdog`] aborts the
+//! binary if a test still hangs, so a broken proxy fails a run instead of stalling it.
+//!
+//! Ports: control listeners bind port 0. Data port ranges (ftpgate's and libunftp's) come
+//! from [`Ports::new`], which hands out disjoint 50-port blocks from 28000-32749 (above
+//! the interop suite's 20000-27999 and below the kernel's ephemeral range), starting at an
+//! offset derived from the process id so concurrent test binaries rarely overlap.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+/// Read timeout of every client socket: long enough for a debug build moving a few MiB.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the gauges get to return to zero after a test's last session.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------
+// Ports
+
+const PORT_BASE: u16 = 28000;
+const BLOCK: u16 = 50;
+const BLOCKS: u16 = 95; // 28000..=32749
+
+static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// One test's disjoint data port ranges, cut from a 50-port block.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// ftpgate `data.passive_ports` (16 ports).
+    pub proxy_passive: RangeInclusive<u16>,
+    /// ftpgate `data.server_active_ports` (16 ports).
+    pub proxy_active: RangeInclusive<u16>,
+    /// libunftp's passive range (18 ports).
+    pub unftp: RangeInclusive<u16>,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        let offset = (std::process::id() % u32::from(BLOCKS)) as u16;
+        let n = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+        let base = PORT_BASE + ((offset + n) % BLOCKS) * BLOCK;
+        Ports {
+            proxy_passive: base..=base + 15,
+            proxy_active: base + 16..=base + 31,
+            unftp: base + 32..=base + BLOCK - 1,
+        }
+    }
+
+    /// The same block, with ftpgate's ranges cut down to `n` ports each.
+    pub fn narrow(mut self, n: u16) -> Ports {
+        let (p, a) = (*self.proxy_passive.start(), *self.proxy_active.start());
+        self.proxy_passive = p..=p + n - 1;
+        self.proxy_active = a..=a + n - 1;
+        self
+    }
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports::new()
+    }
+}
+
+fn range_text(r: &RangeInclusive<u16>) -> String {
+    format!("{}-{}", r.start(), r.end())
+}
+
+/// A port on 127.0.0.1 that nobody listens on (bound, noted, released).
+pub fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind probe listener");
+    l.local_addr().expect("probe addr").port()
+}
+
+// ---------------------------------------------------------------------------------------
+// Runtime, watchdog
+
+/// The runtime the servers of one test run on.
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Aborts the whole test binary if the test holding it runs longer than `limit`: the last
+/// line of defence against a hang that no socket timeout catches.
+pub struct Watchdog(Arc<AtomicBool>);
+
+impl Watchdog {
+    pub fn new(name: &'static str, limit: Duration) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < limit {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("watchdog: test `{name}` still running after {limit:?}; aborting");
+            std::process::abort();
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `len` random bytes and their SHA-256.
+pub fn random_file(len: usize) -> (Vec<u8>, String) {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; len];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let sum = sha256_hex(&bytes);
+    (bytes, sum)
+}
+
+/// Waits (bounded) until `path` holds exactly the bytes hashing to `sum`: the server may
+/// answer 226 a moment before its file handle is flushed.
+pub fn assert_disk_file(path: &Path, sum: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let got = std::fs::read(path).map(|b| (b.len(), sha256_hex(&b)));
+        match &got {
+            Ok((_, s)) if s == sum => return,
+            _ if Instant::now() > deadline => {
+                panic!(
+                    "{what}: {} on the server's disk: {got:?}, want sha256 {sum}",
+                    path.display()
+                )
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// libunftp
+
+/// A libunftp server; its accept loop stops when this is dropped (and every session with
+/// the runtime).
+pub struct Unftp {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Unftp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts libunftp on 127.0.0.1 (port 0: we accept and hand each connection to
+/// `Server::service`), serving `root` to any user and password, passive ports from
+/// `ports`, and active mode (PORT) enabled.
+pub fn start_unftp(rt: &Runtime, root: &Path, ports: RangeInclusive<u16>) -> Unftp {
+    let root = root.to_path_buf();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind libunftp control listener");
+    let addr = listener.local_addr().expect("libunftp addr");
+    let task = rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let root = root.clone();
+            let server = libunftp::ServerBuilder::new(Box::new(move || {
+                unftp_sbe_fs::Filesystem::new(root.clone()).expect("libunftp filesystem root")
+            }))
+            .passive_ports(ports.clone())
+            .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive)
+            .build()
+            .expect("libunftp server");
+            tokio::spawn(server.service(stream));
+        }
+    });
+    Unftp { addr, task }
+}
+
+/// A plain listener that accepts connections and never writes a byte (a server that
+/// hangs before its banner). Sockets are held until the runtime ends.
+pub fn start_silent_server(rt: &Runtime) -> SocketAddr {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind silent listener");
+    let addr = listener.local_addr().expect("silent addr");
+    rt.spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// A scripted FTP server: sends `220`, then answers each command line with
+/// `answer(line)` (full reply lines without the final CRLF), or closes the connection
+/// when it returns `None`.
+pub fn start_fake_server(rt: &Runtime, answer: fn(&str) -> Option<String>) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind fake server");
+    let addr = listener.local_addr().expect("fake addr");
+    rt.spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(rd).lines();
+                if wr.write_all(b"220 fake\r\n").await.is_err() {
+                    return;
+                }
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Some(reply) = answer(line.trim_end()) else {
+                        return;
+                    };
+                    if wr
+                        .write_all(format!("{reply}\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------------------
+// ftpgate
+
+/// An in-process ftpgate.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub metrics: Arc<ftpgate::metrics::Metrics>,
+    pub token: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+/// The YAML for one listener in front of `upstream`, with `ports`, `server_mode`, short
+/// timeouts, and `extra` appended as further top-level sections (`limits:`, or
+/// `timeouts:`, which then replaces the default one).
+pub fn proxy_yaml(upstream: SocketAddr, ports: &Ports, server_mode: &str, extra: &str) -> String {
+    let timeouts = if extra.contains("timeouts:") {
+        ""
+    } else {
+        "timeouts: { connect: 2s, banner: 5s, data_accept: 5s, idle: 30s, data_stall: 10s, shutdown_grace: 2s }\n"
+    };
+    format!(
+        "listeners:\n  - name: t\n    bind: 127.0.0.1:0\n    route: {{ kind: fixed, upstreams: [\"{upstream}\"] }}\n\
+         data: {{ passive_ports: {}, server_active_ports: {}, server_mode: {server_mode} }}\n{timeouts}{extra}",
+        range_text(&ports.proxy_passive),
+        range_text(&ports.proxy_active),
+    )
+}
+
+/// Parses `yaml`, binds and serves an ftpgate on `rt`.
+pub fn start_proxy_yaml(rt: &Runtime, yaml: &str) -> Proxy {
+    let cfg =
+        ftpgate::config::parse(yaml, "test").unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+    let metrics = Arc::new(ftpgate::metrics::Metrics::default());
+    let bound = rt
+        .block_on(ftpgate::server::bind(Arc::new(cfg), Arc::clone(&metrics)))
+        .expect("ftpgate bind");
+    let addr = bound.local_addrs()[0].1;
+    let token = CancellationToken::new();
+    let join = rt.spawn(bound.serve(token.clone()));
+    Proxy {
+        addr,
+        metrics,
+        token,
+        join,
+    }
+}
+
+/// [`proxy_yaml`] + [`start_proxy_yaml`].
+pub fn start_proxy(
+    rt: &Runtime,
+    upstream: SocketAddr,
+    ports: &Ports,
+    server_mode: &str,
+    extra: &str,
+) -> Proxy {
+    start_proxy_yaml(rt, &proxy_yaml(upstream, ports, server_mode, extra))
+}
+
+impl Proxy {
+    /// Every test's ending: the gauges drain to zero, then ftpgate shuts down in time.
+    pub fn stop(self, rt: &Runtime) {
+        wait_for_zero(&self.metrics);
+        self.token.cancel();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), self.join).await })
+            .expect("ftpgate serve() did not return within 10 s of cancel")
+            .expect("ftpgate serve() task panicked");
+    }
+}
+
+/// Waits up to [`DRAIN_TIMEOUT`] for sessions, transfers and port leases to be zero.
+pub fn wait_for_zero(m: &ftpgate::metrics::Metrics) {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let now = (m.sessions.get(), m.transfers.get(), m.port_leases.get());
+        if now == (0, 0, 0) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("gauges not back to zero after {DRAIN_TIMEOUT:?}: (sessions, transfers, port_leases) = {now:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until `f()` holds.
+pub fn wait_until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// suppaftp
+
+/// A suppaftp client through `addr`, logged in, binary type, with read timeouts on the
+/// control connection and on passive data connections.
+pub fn suppaftp_client(addr: SocketAddr, mode: suppaftp::Mode) -> suppaftp::FtpStream {
+    let tcp = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to ftpgate");
+    tcp.set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    tcp.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    let mut ftp = suppaftp::FtpStream::connect_with_stream(tcp)
+        .expect("banner through ftpgate")
+        .passive_stream_builder(|addr| {
+            let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                .map_err(suppaftp::FtpError::ConnectionError)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(suppaftp::FtpError::ConnectionError)?;
+            Ok(s)
+        });
+    if mode == suppaftp::Mode::Active {
+        ftp = ftp.active_mode(IO_TIMEOUT);
+    } else {
+        ftp.set_mode(mode);
+    }
+    ftp.login("anonymous", "test@example.com").expect("login");
+    ftp.transfer_type(suppaftp::types::FileType::Binary)
+        .expect("TYPE I");
+    ftp
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw control connection
+
+/// One reply: its code and its lines without CRLF (first `ddd-...`, last `ddd ...`).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// A raw control connection: lines in, replies out, every read with [`IO_TIMEOUT`].
+pub struct Ctrl {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Ctrl {
+    pub fn connect(addr: SocketAddr) -> Ctrl {
+        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        Ctrl::from_stream(s)
+    }
+
+    /// Connects from a chosen local address (e.g. 127.0.0.2).
+    pub fn connect_from(local: IpAddr, addr: SocketAddr) -> Ctrl {
+        Ctrl::from_stream(connect_from(local, addr).expect("connect from"))
+    }
+
+    fn from_stream(s: TcpStream) -> Ctrl {
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
+        let writer = s.try_clone().expect("clone control stream");
+        Ctrl {
+            reader: BufReader::new(s),
+            writer,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer.local_addr().expect("local addr")
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.writer.peer_addr().expect("peer addr")
+    }
+
+    /// Sends `line` + CRLF.
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, line: &[u8]) {
+        let mut buf = line.to_vec();
+        buf.extend_from_slice(b"\r\n");
+        self.writer.write_all(&buf).expect("write control line");
+    }
+
+    /// Reads one line (without CRLF); `None` at EOF.
+    fn read_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("read control line (timeout?)");
+        if n == 0 {
+            return None;
+        }
+        assert!(
+            buf.ends_with(b"\r\n"),
+            "reply line not CRLF-terminated: {buf:?}"
+        );
+        buf.truncate(buf.len() - 2);
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Reads one full reply, or `None` at EOF before its first line.
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let first = self.read_line()?;
+        let code: u16 = first
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not a reply line: {first:?}"));
+        let mut lines = vec![first.clone()];
+        if first.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{code} ");
+            loop {
+                let line = self
+                    .read_line()
+                    .unwrap_or_else(|| panic!("EOF inside multi-line reply {lines:?}"));
+                let done = line.starts_with(&end);
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+        } else {
+            assert_eq!(
+                first.as_bytes().get(3),
+                Some(&b' '),
+                "bad reply line {first:?}"
+            );
+        }
+        Some(Reply { code, lines })
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("reply, got EOF")
+    }
+
+    /// Sends `line` and reads its reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(line);
+        self.reply()
+    }
+
+    /// Sends `line` and asserts the reply code.
+    pub fn expect(&mut self, line: &str, code: u16) -> Reply {
+        let r = self.cmd(line);
+        assert_eq!(r.code, code, "{line} -> {r:?}");
+        r
+    }
+
+    /// Asserts that the server closes the connection (EOF within the read timeout).
+    pub fn expect_eof(&mut self) {
+        if let Some(r) = self.try_reply() {
+            panic!("expected EOF, got {r:?}");
+        }
+    }
+
+    pub fn login(&mut self) {
+        self.expect("USER anonymous", 331);
+        self.expect("PASS test@example.com", 230);
+        self.expect("TYPE I", 200);
+    }
+}
+
+/// A TCP connection from `local` (port 0) to `addr`, with read timeout.
+pub fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw FTP client with all four data modes
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMode {
+    Pasv,
+    Epsv,
+    Port,
+    Eprt,
+}
+
+/// A minimal FTP client over [`Ctrl`] that negotiates data connections itself, so tests
+/// control exactly which command is sent (EPRT on IPv4, which suppaftp never sends).
+pub struct RawFtp {
+    pub ctrl: Ctrl,
+    pub mode: DataMode,
+}
+
+/// Parses `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`.
+pub fn parse_227(text: &str) -> SocketAddr {
+    let inner = text
+        .split_once('(')
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("bad 227: {text}"));
+    let n: Vec<u8> = inner
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad 227: {text}"))
+        })
+        .collect();
+    assert_eq!(n.len(), 6, "bad 227: {text}");
+    SocketAddr::new(
+        IpAddr::from([n[0], n[1], n[2], n[3]]),
+        u16::from(n[4]) << 8 | u16::from(n[5]),
+    )
+}
+
+/// Parses the port of `229 Entering Extended Passive Mode (|||port|)`.
+pub fn parse_229(text: &str) -> u16 {
+    let inner = text
+        .split_once("(|||")
+        .and_then(|(_, r)| r.split_once("|)"))
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("bad 229: {text}"));
+    inner.parse().unwrap_or_else(|_| panic!("bad 229: {text}"))
+}
+
+/// What [`RawFtp::prepare`] set up: where the client connects, or where it accepts.
+pub enum Prepared {
+    Connect(SocketAddr),
+    Accept(TcpListener),
+}
+
+impl Prepared {
+    /// The data connection, once the transfer command has been answered with 1xx.
+    pub fn open(self) -> TcpStream {
+        let s = match self {
+            Prepared::Connect(addr) => {
+                TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("data connect")
+            }
+            Prepared::Accept(l) => {
+                accept_timeout(&l, IO_TIMEOUT).expect("no active data connection")
+            }
+        };
+        s.set_read_timeout(Some(IO_TIMEOUT))
+            .expect("data read timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT))
+            .expect("data write timeout");
+        s
+    }
+}
+
+/// Accepts one connection within `limit`.
+pub fn accept_timeout(l: &TcpListener, limit: Duration) -> std::io::Result<TcpStream> {
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl RawFtp {
+    /// Connects through `addr`, reads the banner and logs in.
+    pub fn login(addr: SocketAddr, mode: DataMode) -> RawFtp {
+        let mut ctrl = Ctrl::connect(addr);
+        let banner = ctrl.reply();
+        assert_eq!(banner.code, 220, "banner {banner:?}");
+        ctrl.login();
+        RawFtp { ctrl, mode }
+    }
+
+    /// Sends PASV/EPSV/PORT/EPRT per `mode`.
+    pub fn prepare(&mut self) -> Prepared {
+        match self.mode {
+            DataMode::Pasv => {
+                let r = self.ctrl.expect("PASV", 227);
+                Prepared::Connect(parse_227(&r.text()))
+            }
+            DataMode::Epsv => {
+                let r = self.ctrl.expect("EPSV", 229);
+                let port = parse_229(&r.text());
+                Prepared::Connect(SocketAddr::new(self.ctrl.peer_addr().ip(), port))
+            }
+            DataMode::Port | DataMode::Eprt => {
+                let l = TcpListener::bind(SocketAddr::new(self.ctrl.local_addr().ip(), 0))
+                    .expect("active listener");
+                let a = l.local_addr().expect("active addr");
+                let line = match (self.mode, a) {
+                    (DataMode::Port, SocketAddr::V4(v4)) => {
+                        let ip = v4.ip().octets();
+                        format!(
+                            "PORT {},{},{},{},{},{}",
+                            ip[0],
+                            ip[1],
+                            ip[2],
+                            ip[3],
+                            a.port() >> 8,
+                            a.port() & 0xff
+                        )
+                    }
+                    (_, a) => {
+                        let af = if a.is_ipv4() { 1 } else { 2 };
+                        format!("EPRT |{af}|{}|{}|", a.ip(), a.port())
+                    }
+                };
+                self.ctrl.expect(&line, 200);
+                Prepared::Accept(l)
+            }
+        }
+    }
+
+    /// Negotiates, sends `cmd`, expects a 1xx and returns the data connection. In passive
+    /// modes the data connection is opened before the command, as most clients do.
+    pub fn open(&mut self, cmd: &str) -> (Reply, TcpStream) {
+        let prepared = self.prepare();
+        match prepared {
+            Prepared::Connect(_) => {
+                let data = prepared.open();
+                let r = self.ctrl.cmd(cmd);
+                assert!(r.code / 100 == 1, "{cmd} -> {r:?}");
+                (r, data)
+            }
+            Prepared::Accept(_) => {
+                let r = self.ctrl.cmd(cmd);
+                assert!(r.code / 100 == 1, "{cmd} -> {r:?}");
+                (r, prepared.open())
+            }
+        }
+    }
+
+    /// Reads the transfer's final reply and asserts it is 226 or 250.
+    pub fn finish(&mut self, cmd: &str) -> Reply {
+        let r = self.ctrl.reply();
+        assert!(r.code == 226 || r.code == 250, "{cmd} final reply {r:?}");
+        r
+    }
+
+    pub fn download(&mut self, cmd: &str) -> Vec<u8> {
+        let (_, mut data) = self.open(cmd);
+        let mut out = Vec::new();
+        data.read_to_end(&mut out).expect("read data connection");
+        drop(data);
+        self.finish(cmd);
+        out
+    }
+
+    /// Uploads `bytes` with `cmd`; returns the preliminary reply (STOU names the file there).
+    pub fn upload(&mut self, cmd: &str, bytes: &[u8]) -> Reply {
+        let (r, mut data) = self.open(cmd);
+        data.write_all(bytes).expect("write data connection");
+        drop(data);
+        self.finish(cmd);
+        r
+    }
+
+    pub fn quit(mut self) {
+        self.ctrl.expect("QUIT", 221);
+        self.ctrl.expect_eof();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One interface over both clients, for the relay matrix
+
+/// The operations the relay matrix runs, over either client.
+pub trait FtpOps {
+    fn retr(&mut self, name: &str) -> Vec<u8>;
+    /// RETR from `offset` (REST first).
+    fn retr_from(&mut self, name: &str, offset: usize) -> Vec<u8>;
+    fn stor(&mut self, name: &str, bytes: &[u8]);
+    fn appe(&mut self, name: &str, bytes: &[u8]);
+    /// STOU; returns the 1xx reply text, where the server names the file.
+    fn stou(&mut self, bytes: &[u8]) -> String;
+    fn list(&mut self) -> String;
+    fn nlst(&mut self) -> String;
+    fn quit(self: Box<Self>);
+}
+
+impl FtpOps for suppaftp::FtpStream {
+    fn retr(&mut self, name: &str) -> Vec<u8> {
+        self.retr_as_buffer(name).expect("RETR").into_inner()
+    }
+    fn retr_from(&mut self, name: &str, offset: usize) -> Vec<u8> {
+        self.resume_transfer(offset).expect("REST");
+        self.retr_as_buffer(name).expect("REST+RETR").into_inner()
+    }
+    fn stor(&mut self, name: &str, bytes: &[u8]) {
+        let n = self
+            .put_file(name, &mut std::io::Cursor::new(bytes))
+            .expect("STOR");
+        assert_eq!(n, bytes.len() as u64);
+    }
+    fn appe(&mut self, name: &str, bytes: &[u8]) {
+        self.append_file(name, &mut std::io::Cursor::new(bytes))
+            .expect("APPE");
+    }
+    fn stou(&mut self, bytes: &[u8]) -> String {
+        use suppaftp::Status;
+        let (r, mut data) = self
+            .custom_data_command("STOU", &[Status::AboutToSend, Status::AlreadyOpen])
+            .expect("STOU");
+        data.write_all(bytes).expect("STOU data");
+        data.finish().expect("STOU final reply");
+        r.as_string().expect("STOU reply text")
+    }
+    fn list(&mut self) -> String {
+        self.list(None).expect("LIST").join("\n")
+    }
+    fn nlst(&mut self) -> String {
+        self.nlst(None).expect("NLST").join("\n")
+    }
+    fn quit(mut self: Box<Self>) {
+        suppaftp::FtpStream::quit(&mut self).expect("QUIT");
+    }
+}
+
+impl FtpOps for RawFtp {
+    fn retr(&mut self, name: &str) -> Vec<u8> {
+        self.download(&format!("RETR {name}"))
+    }
+    fn retr_from(&mut self, name: &str, offset: usize) -> Vec<u8> {
+        // REST right before RETR (RFC 3659 5.3): negotiate the data connection first.
+        let prepared = self.prepare();
+        self.ctrl.expect(&format!("REST {offset}"), 350);
+        let cmd = format!("RETR {name}");
+        let mut data = match prepared {
+            Prepared::Connect(_) => {
+                let data = prepared.open();
+                let r = self.ctrl.cmd(&cmd);
+                assert!(r.code / 100 == 1, "{cmd} -> {r:?}");
+                data
+            }
+            Prepared::Accept(_) => {
+                let r = self.ctrl.cmd(&cmd);
+                assert!(r.code / 100 == 1, "{cmd} -> {r:?}");
+                prepared.open()
+            }
+        };
+        let mut out = Vec::new();
+        data.read_to_end(&mut out).expect("read data connection");
+        drop(data);
+        self.finish(&cmd);
+        out
+    }
+    fn stor(&mut self, name: &str, bytes: &[u8]) {
+        self.upload(&format!("STOR {name}"), bytes);
+    }
+    fn appe(&mut self, name: &str, bytes: &[u8]) {
+        self.upload(&format!("APPE {name}"), bytes);
+    }
+    fn stou(&mut self, bytes: &[u8]) -> String {
+        self.upload("STOU", bytes).text()
+    }
+    fn list(&mut self) -> String {
+        String::from_utf8_lossy(&self.download("LIST")).into_owned()
+    }
+    fn nlst(&mut self) -> String {
+        String::from_utf8_lossy(&self.download("NLST")).into_owned()
+    }
+    fn quit(self: Box<Self>) {
+        RawFtp::quit(*self);
+    }
+}
