@@ -12,6 +12,8 @@
 //! - [`server`]: listeners, the accept loop, session limits, staged shutdown.
 //! - [`session`]: one task per control connection, owning its state; address policy as
 //!   pure functions in [`session::policy`].
+//! - [`route`]: fixed upstreams with balancing and health checks, `USER user@host`,
+//!   transparent destinations; [`policy`]: client and destination ACLs as pure functions.
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
 //! - [`stream`]: the stream trait the legs are written against (TLS later).
 //! - [`metrics`], [`telemetry`], [`cli`].
@@ -26,7 +28,10 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod metrics;
+pub mod netinfo;
+pub mod policy;
 pub mod proto;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod stream;

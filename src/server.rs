@@ -5,6 +5,8 @@
 use crate::config::Config;
 use crate::data::PortPool;
 use crate::metrics::{GaugeGuard, Metrics};
+use crate::policy::client_allowed;
+use crate::route::{spawn_health_checks, Router};
 use crate::session::{self, SessionContext};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,8 @@ use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("data.server_source_port_20: cannot bind port 20 ({0}); it needs CAP_NET_BIND_SERVICE or root")]
+    Port20(std::io::Error),
     #[error("listener `{name}`: cannot bind {addr}: {source}")]
     Bind {
         name: String,
@@ -51,19 +55,18 @@ impl Bound {
     pub async fn serve(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let hard = CancellationToken::new();
-        let sessions = Arc::new(Semaphore::new(self.config.limits.max_sessions));
-        let ids = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            sessions: Arc::new(Semaphore::new(self.config.limits.max_sessions)),
+            ids: AtomicU64::new(0),
+            per_ip: Arc::new(PerIp::new(self.config.limits.max_sessions_per_ip)),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            hard: hard.clone(),
+        });
         for (ctx, listener, addr) in self.listeners {
             tracing::info!(listener.name = %ctx.listener.name, listener.addr = %addr, "listening");
-            tracker.spawn(accept_loop(
-                ctx,
-                listener,
-                Arc::clone(&sessions),
-                Arc::clone(&ids),
-                tracker.clone(),
-                shutdown.clone(),
-                hard.clone(),
-            ));
+            spawn_health_checks(&ctx.router, &tracker, shutdown.clone());
+            tracker.spawn(accept_loop(ctx, listener, Arc::clone(&shared)));
         }
         shutdown.cancelled().await;
         tracker.close();
@@ -90,6 +93,10 @@ impl Bound {
 pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, StartError> {
     let passive_pool = PortPool::new(config.data.passive_ports, Arc::clone(&metrics));
     let active_pool = PortPool::new(config.data.server_active_ports, Arc::clone(&metrics));
+    let own_addrs = Arc::new(crate::netinfo::own_addresses());
+    if config.data.server_source_port_20 {
+        check_port_20(&config)?;
+    }
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let err = |source| StartError::Bind {
@@ -97,7 +104,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
             addr: l.bind,
             source,
         };
-        let listener = listen(l.bind).map_err(err)?;
+        let listener = listen(l.bind, l.route.tproxy).map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
         let ctx = Arc::new(SessionContext {
             config: Arc::clone(&config),
@@ -105,6 +112,8 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
             passive_pool: Arc::clone(&passive_pool),
             active_pool: Arc::clone(&active_pool),
             metrics: Arc::clone(&metrics),
+            router: Router::new(l),
+            own_addrs: Arc::clone(&own_addrs),
         });
         listeners.push((ctx, listener, addr));
     }
@@ -115,26 +124,55 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
     })
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn listen(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if transparent {
+        // TPROXY delivers connections addressed to other hosts to this socket.
+        socket2::SockRef::from(&socket).set_ip_transparent(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(1024)
 }
 
-async fn accept_loop(
-    ctx: Arc<SessionContext>,
-    listener: TcpListener,
+/// Fails at start, not at the first transfer, when port 20 cannot be bound.
+fn check_port_20(config: &Config) -> Result<(), StartError> {
+    let socket = TcpSocket::new_v4().map_err(StartError::Port20)?;
+    socket.set_reuseaddr(true).map_err(StartError::Port20)?;
+    let ip = config
+        .listeners
+        .first()
+        .map(|l| l.bind.ip())
+        .filter(|ip| ip.is_ipv4())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    socket
+        .bind(SocketAddr::new(ip, 20))
+        .map_err(StartError::Port20)
+}
+
+/// What every accept loop shares.
+struct Shared {
     sessions: Arc<Semaphore>,
-    ids: Arc<AtomicU64>,
+    ids: AtomicU64,
+    per_ip: Arc<PerIp>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     hard: CancellationToken,
-) {
+}
+
+async fn accept_loop(ctx: Arc<SessionContext>, listener: TcpListener, shared: Arc<Shared>) {
+    let Shared {
+        sessions,
+        ids,
+        per_ip,
+        tracker,
+        shutdown,
+        hard,
+    } = &*shared;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -152,7 +190,22 @@ async fn accept_loop(
         };
         tune_control(&stream);
         let id = ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
+        if !client_allowed(&ctx.listener.acl.clients, peer.ip()) {
+            ctx.metrics.sessions_refused.add(1);
+            tracing::warn!(session.id = id, client.addr = %peer, listener = %ctx.listener.name, "client refused by acl.clients");
+            tracker.spawn(refuse(stream, "421 Access denied.\r\n"));
+            continue;
+        }
+        let Some(ip_slot) = per_ip.acquire(peer.ip()) else {
+            ctx.metrics.sessions_refused.add(1);
+            tracing::warn!(session.id = id, client.addr = %peer, "per-IP session limit reached");
+            tracker.spawn(refuse(
+                stream,
+                "421 Too many sessions from your address, try again later.\r\n",
+            ));
+            continue;
+        };
+        let Ok(permit) = Arc::clone(sessions).try_acquire_owned() else {
             ctx.metrics.sessions_refused.add(1);
             tracing::warn!(session.id = id, client.addr = %peer, "session limit reached");
             tracker.spawn(refuse(
@@ -168,6 +221,7 @@ async fn accept_loop(
         tracker.spawn(
             async move {
                 let _permit = permit;
+                let _ip_slot = ip_slot;
                 let _gauge = GaugeGuard::new(Arc::clone(&ctx.metrics), |m| &m.sessions);
                 ctx.metrics.sessions_total.add(1);
                 tracing::info!("session opened");
@@ -178,6 +232,52 @@ async fn accept_loop(
             }
             .instrument(span),
         );
+    }
+}
+
+/// Sessions per client IP, counted by RAII slots.
+struct PerIp {
+    max: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    fn new(max: usize) -> Self {
+        PerIp {
+            max,
+            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let ip = crate::proto::hostport::canonical_ip(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub acl: RawAcl,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +46,8 @@ pub struct RawListener {
     pub bind: String,
     pub route: RawRoute,
     pub advertise: Option<Vec<RawAdvertise>>,
+    #[serde(default)]
+    pub acl: RawAcl,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +56,52 @@ pub struct RawRoute {
     pub kind: String,
     #[serde(default)]
     pub upstreams: Vec<String>,
+    pub balance: Option<String>,
+    pub health: Option<RawHealth>,
+    pub source: Option<String>,
+    pub tproxy: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub interval: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+    pub fall: Option<Scalar>,
+    pub rise: Option<Scalar>,
+    pub login: Option<RawHealthLogin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthLogin {
+    pub user: String,
+    pub password: String,
+}
+
+/// Access policy; at the top level it is the default for every listener, and a
+/// listener's own `acl` replaces it section by section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcl {
+    pub clients: Option<RawAllowDeny>,
+    pub servers: Option<RawAllowDeny>,
+    pub commands: Option<RawCommands>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowDeny {
+    pub allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +112,7 @@ pub struct RawData {
     pub server_mode: Option<String>,
     pub server_active_ports: Option<Scalar>,
     pub server_pasv_address: Option<String>,
+    pub server_source_port_20: Option<bool>,
     pub buffer_size: Option<Scalar>,
 }
 
@@ -80,6 +131,8 @@ pub struct RawTimeouts {
     pub idle: Option<Scalar>,
     pub data_accept: Option<Scalar>,
     pub data_stall: Option<Scalar>,
+    pub login: Option<Scalar>,
+    pub final_reply: Option<Scalar>,
     pub shutdown_grace: Option<Scalar>,
 }
 
@@ -87,8 +140,13 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_sessions: Option<Scalar>,
+    pub max_sessions_per_ip: Option<Scalar>,
     pub max_line: Option<Scalar>,
     pub max_reply_lines: Option<Scalar>,
+    pub max_reply_bytes: Option<Scalar>,
+    pub max_queued_commands: Option<Scalar>,
+    pub rate_per_session: Option<Scalar>,
+    pub rate_total: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

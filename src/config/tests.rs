@@ -130,8 +130,12 @@ fn listener_errors_name_the_listener() {
 fn upstream_forms() {
     let text = "listeners:\n  - bind: 127.0.0.1:1\n    route: { kind: fixed, upstreams: [\"[2001:db8::1]:21\", \"ftp.example:2121\", \"192.0.2.1:21\"] }\n";
     let cfg = parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
-    let Route::Fixed { upstreams } = &cfg.listeners[0].route;
-    let shown: Vec<String> = upstreams.iter().map(|u| u.to_string()).collect();
+    let shown: Vec<String> = cfg.listeners[0]
+        .route
+        .upstreams
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
     assert_eq!(
         shown,
         ["[2001:db8::1]:21", "ftp.example:2121", "192.0.2.1:21"]
@@ -149,4 +153,64 @@ fn durations_and_sizes_accept_numbers_and_suffixes() {
     assert_eq!(cfg.timeouts.idle.as_secs(), 120);
     assert_eq!(cfg.timeouts.data_accept.as_millis(), 500);
     assert_eq!(cfg.data.buffer_size, 1024 * 1024);
+}
+
+#[test]
+fn routes_and_acls() {
+    let text = r#"
+listeners:
+  - name: fwd
+    bind: 127.0.0.1:2121
+    route: { kind: user_at_host }
+  - name: rev
+    bind: 127.0.0.1:2122
+    route:
+      kind: fixed
+      upstreams: [192.0.2.10:21, 192.0.2.11:21]
+      balance: client_hash
+      health: { interval: 2s, timeout: 1s, login: { user: probe, password: s3cret } }
+      source: 192.0.2.1
+    acl:
+      clients: { allow: [192.0.2.0/24], deny: [192.0.2.66] }
+      commands: { deny: [site, DELE] }
+acl:
+  servers:
+    allow: [198.51.100.0/24, "203.0.113.5/32:21", "203.0.113.0/24:2100-2199", "[2001:db8::/32]:21"]
+    deny: [198.51.100.66/32]
+"#;
+    let cfg = parse(text, "t").unwrap_or_else(|e| panic!("{e}"));
+    let fwd = &cfg.listeners[0];
+    assert_eq!(fwd.route.kind, RouteKind::UserAtHost);
+    assert_eq!(fwd.acl.servers.allow.len(), 4);
+    assert_eq!(fwd.acl.servers.allow[2].ports, Some((2100, 2199)));
+    assert_eq!(fwd.acl.servers.allow[3].to_string(), "2001:db8::/32:21");
+    assert!(fwd.acl.clients.allow.is_none());
+    let rev = &cfg.listeners[1];
+    assert_eq!(rev.route.balance, Balance::ClientHash);
+    assert_eq!(rev.acl.commands_deny, ["SITE", "DELE"]);
+    assert_eq!(rev.acl.clients.deny.len(), 1);
+    // The listener's own acl replaced clients/commands, not servers.
+    assert_eq!(rev.acl.servers.deny.len(), 1);
+    let shown = serde_yaml::to_string(&cfg).unwrap_or_default();
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[test]
+fn route_errors() {
+    let cases = [
+        ("route: { kind: user_at_host, upstreams: [192.0.2.1:21] }", "listeners[0].route.upstreams"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21], balance: random }", "listeners[0].route.balance"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21], source: here }", "listeners[0].route.source"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21], tproxy: true }", "listeners[0].route.tproxy"),
+        ("route: { kind: transparent, health: { interval: 1s } }", "listeners[0].route.health"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21] }\n    acl: { servers: { allow: [\"198.51.100.0/24:0\"] } }", "listeners[0].acl.servers.allow[0]"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21] }\n    acl: { commands: { deny: [\"RM -RF\"] } }", "listeners[0].acl.commands.deny[0]"),
+        ("route: { kind: fixed, upstreams: [192.0.2.1:21] }\n    acl: { clients: { allow: [lan] } }", "listeners[0].acl.clients.allow[0]"),
+    ];
+    for (route, key) in cases {
+        let e = err(&format!("listeners:\n  - bind: 127.0.0.1:1\n    {route}\n"));
+        assert!(e.contains(key), "{route}: {e}");
+    }
+    let e = err(&format!("{MINIMAL}limits: {{ rate_total: 10 }}\n"));
+    assert!(e.contains("limits.rate_total"), "{e}");
 }

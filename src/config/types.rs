@@ -18,16 +18,118 @@ pub struct Config {
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
-    pub route: Route,
+    pub route: RouteConfig,
     /// Per-listener advertise rules; empty means "use `data.advertise`".
     pub advertise: Vec<AdvertiseRule>,
+    /// The effective policy of this listener (its own `acl`, else the top-level one).
+    pub acl: AclConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// Every session goes to `upstreams`.
+    Fixed,
+    /// The client logs in as `user@host[:port]` and picks the server (forward proxy).
+    UserAtHost,
+    /// The server is the client's original destination (nftables REDIRECT or TPROXY).
+    Transparent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    /// Sticky per client IP.
+    ClientHash,
 }
 
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Route {
-    /// Every session goes to the configured upstreams (the first, until balancing exists).
-    Fixed { upstreams: Vec<Upstream> },
+pub struct RouteConfig {
+    pub kind: RouteKind,
+    pub upstreams: Vec<Upstream>,
+    pub balance: Balance,
+    pub health: Option<HealthConfig>,
+    /// Local address for connections to servers (multi-homed proxies).
+    pub source: Option<IpAddr>,
+    /// Transparent route with TPROXY: listeners (control and passive data) get IP_TRANSPARENT.
+    pub tproxy: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthConfig {
+    #[serde(with = "duration_text")]
+    pub interval: Duration,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    /// Consecutive failures that eject an upstream.
+    pub fall: u32,
+    /// Consecutive successes that re-admit it.
+    pub rise: u32,
+    pub login: Option<HealthLogin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthLogin {
+    pub user: String,
+    pub password: String,
+}
+
+impl Serialize for HealthLogin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("HealthLogin", 2)?;
+        st.serialize_field("user", &self.user)?;
+        // Secrets never leave the process, not even in `ftpgate check`.
+        st.serialize_field("password", "********")?;
+        st.end()
+    }
+}
+
+/// Allow/deny by client network. An absent allow list allows everyone; deny wins.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetPolicy {
+    pub allow: Option<Vec<IpNet>>,
+    pub deny: Vec<IpNet>,
+}
+
+/// A destination rule: a network with an optional port range (`203.0.113.0/24:2100-2199`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRule {
+    pub net: IpNet,
+    pub ports: Option<(u16, u16)>,
+}
+
+impl std::fmt::Display for ServerRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ports {
+            None => write!(f, "{}", self.net),
+            Some((a, b)) if a == b => write!(f, "{}:{a}", self.net),
+            Some((a, b)) => write!(f, "{}:{a}-{b}", self.net),
+        }
+    }
+}
+
+impl Serialize for ServerRule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Destinations a forward or transparent route may reach. No allow list: none.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerPolicy {
+    pub allow: Vec<ServerRule>,
+    pub deny: Vec<ServerRule>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AclConfig {
+    pub clients: NetPolicy,
+    pub servers: ServerPolicy,
+    /// Upper-case verbs refused with 534.
+    pub commands_deny: Vec<String>,
 }
 
 /// An upstream server as `host:port`; the host may be a name, resolved at connect time.
@@ -134,6 +236,8 @@ pub struct DataConfig {
     pub server_mode: ServerMode,
     pub server_active_ports: PortRange,
     pub server_pasv_address: ServerPasvAddress,
+    /// Connect to active-mode clients from port 20, as RFC 959 servers do.
+    pub server_source_port_20: bool,
     /// Bytes per read/write on the data relay.
     pub buffer_size: usize,
 }
@@ -151,14 +255,25 @@ pub struct Timeouts {
     #[serde(with = "duration_text")]
     pub data_stall: Duration,
     #[serde(with = "duration_text")]
+    pub login: Duration,
+    #[serde(with = "duration_text")]
+    pub final_reply: Duration,
+    #[serde(with = "duration_text")]
     pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Limits {
     pub max_sessions: usize,
+    pub max_sessions_per_ip: usize,
     pub max_line: usize,
     pub max_reply_lines: usize,
+    pub max_reply_bytes: usize,
+    pub max_queued_commands: usize,
+    /// Bytes per second per session (all its transfers), if limited.
+    pub rate_per_session: Option<u64>,
+    /// Bytes per second over all transfers, if limited.
+    pub rate_total: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

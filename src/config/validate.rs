@@ -1,6 +1,6 @@
 //! Raw serde values -> typed [`Config`], with key paths in every error.
 
-use super::raw::{RawAdvertise, RawConfig, Scalar};
+use super::raw::{RawAcl, RawAdvertise, RawConfig, RawRoute, Scalar};
 use super::types::*;
 use super::ConfigError;
 use ipnet::IpNet;
@@ -43,41 +43,24 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
                 "expected IP:port, e.g. 127.0.0.1:2121 or [::1]:2121",
             )
         })?;
-        let route = match l.route.kind.as_str() {
-            "fixed" => {
-                if l.route.upstreams.is_empty() {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.route.upstreams"),
-                        "[]",
-                        "a fixed route needs at least one upstream",
-                    ));
-                }
-                let upstreams = l
-                    .route
-                    .upstreams
-                    .iter()
-                    .enumerate()
-                    .map(|(j, u)| upstream(&format!("{key}.route.upstreams[{j}]"), u))
-                    .collect::<Result<Vec<_>>>()?;
-                Route::Fixed { upstreams }
-            }
-            other => {
-                return Err(ConfigError::invalid(
-                    format!("{key}.route.kind"),
-                    other,
-                    "unknown route kind (supported: fixed)",
-                ))
-            }
-        };
+        let route = route(&format!("{key}.route"), &l.route)?;
         let advertise = match &l.advertise {
             Some(rules) => advertise_rules(&format!("{key}.advertise"), rules)?,
             None => Vec::new(),
         };
+        let acl = acl(&key, &l.acl, &raw.acl)?;
+        if route.kind != RouteKind::Fixed && acl.servers.allow.is_empty() {
+            tracing::warn!(
+                listener = %name,
+                "acl.servers.allow is empty: this listener refuses every destination"
+            );
+        }
         listeners.push(ListenerConfig {
             name,
             bind,
             route,
             advertise,
+            acl,
         });
     }
     for (i, a) in listeners.iter().enumerate() {
@@ -128,7 +111,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             ))
         }
     };
-    let buffer_size = size("data.buffer_size", d.buffer_size.as_ref(), 256 * 1024)?;
+    let buffer_size = size("data.buffer_size", d.buffer_size.as_ref(), 1024 * 1024)?;
     if !(4096..=16 * 1024 * 1024).contains(&buffer_size) {
         return Err(ConfigError::invalid(
             "data.buffer_size",
@@ -144,6 +127,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         idle: duration("timeouts.idle", t.idle.as_ref(), 900)?,
         data_accept: duration("timeouts.data_accept", t.data_accept.as_ref(), 30)?,
         data_stall: duration("timeouts.data_stall", t.data_stall.as_ref(), 300)?,
+        login: duration("timeouts.login", t.login.as_ref(), 60)?,
+        final_reply: duration("timeouts.final_reply", t.final_reply.as_ref(), 60)?,
         shutdown_grace: duration("timeouts.shutdown_grace", t.shutdown_grace.as_ref(), 30)?,
     };
 
@@ -157,6 +142,27 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             1_000_000,
         )?,
         max_line: count("limits.max_line", lim.max_line.as_ref(), 4096, 512, 65536)?,
+        max_sessions_per_ip: count(
+            "limits.max_sessions_per_ip",
+            lim.max_sessions_per_ip.as_ref(),
+            100,
+            1,
+            1_000_000,
+        )?,
+        max_reply_bytes: size(
+            "limits.max_reply_bytes",
+            lim.max_reply_bytes.as_ref(),
+            1024 * 1024,
+        )?,
+        max_queued_commands: count(
+            "limits.max_queued_commands",
+            lim.max_queued_commands.as_ref(),
+            8,
+            1,
+            1024,
+        )?,
+        rate_per_session: rate("limits.rate_per_session", lim.rate_per_session.as_ref())?,
+        rate_total: rate("limits.rate_total", lim.rate_total.as_ref())?,
         max_reply_lines: count(
             "limits.max_reply_lines",
             lim.max_reply_lines.as_ref(),
@@ -194,12 +200,249 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             server_mode,
             server_active_ports,
             server_pasv_address,
+            server_source_port_20: d.server_source_port_20.unwrap_or(false),
             buffer_size,
         },
         timeouts,
         limits,
         log: LogConfig { level, format },
     })
+}
+
+fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
+    let kind = match r.kind.as_str() {
+        "fixed" => RouteKind::Fixed,
+        "user_at_host" => RouteKind::UserAtHost,
+        "transparent" => RouteKind::Transparent,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.kind"),
+                other,
+                "unknown route kind (expected fixed | user_at_host | transparent)",
+            ))
+        }
+    };
+    let upstreams = r
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(j, u)| upstream(&format!("{key}.upstreams[{j}]"), u))
+        .collect::<Result<Vec<_>>>()?;
+    match kind {
+        RouteKind::Fixed if upstreams.is_empty() => {
+            return Err(ConfigError::invalid(
+                format!("{key}.upstreams"),
+                "[]",
+                "a fixed route needs at least one upstream",
+            ))
+        }
+        RouteKind::UserAtHost | RouteKind::Transparent if !upstreams.is_empty() => {
+            return Err(ConfigError::invalid(
+                format!("{key}.upstreams"),
+                r.upstreams.join(", "),
+                "only a fixed route has upstreams; this route's servers come from the client",
+            ))
+        }
+        _ => {}
+    }
+    let balance = match r.balance.as_deref().unwrap_or("round_robin") {
+        "round_robin" => Balance::RoundRobin,
+        "least_conn" => Balance::LeastConn,
+        "client_hash" => Balance::ClientHash,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.balance"),
+                other,
+                "expected round_robin | least_conn | client_hash",
+            ))
+        }
+    };
+    let health = match &r.health {
+        None => None,
+        Some(_) if kind != RouteKind::Fixed => {
+            return Err(ConfigError::invalid(
+                format!("{key}.health"),
+                "{..}",
+                "health checks apply to a fixed route's upstreams only",
+            ))
+        }
+        Some(h) => Some(HealthConfig {
+            interval: duration(&format!("{key}.health.interval"), h.interval.as_ref(), 5)?,
+            timeout: duration(&format!("{key}.health.timeout"), h.timeout.as_ref(), 2)?,
+            fall: small(&format!("{key}.health.fall"), h.fall.as_ref(), 2)?,
+            rise: small(&format!("{key}.health.rise"), h.rise.as_ref(), 2)?,
+            login: h.login.as_ref().map(|l| HealthLogin {
+                user: l.user.clone(),
+                password: l.password.clone(),
+            }),
+        }),
+    };
+    let source = match &r.source {
+        None => None,
+        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+            ConfigError::invalid(
+                format!("{key}.source"),
+                text,
+                "expected an IP address of this host",
+            )
+        })?),
+    };
+    let tproxy = r.tproxy.unwrap_or(false);
+    if tproxy && kind != RouteKind::Transparent {
+        return Err(ConfigError::invalid(
+            format!("{key}.tproxy"),
+            "true",
+            "tproxy applies to a transparent route only",
+        ));
+    }
+    Ok(RouteConfig {
+        kind,
+        upstreams,
+        balance,
+        health,
+        source,
+        tproxy,
+    })
+}
+
+fn small(key: &str, v: Option<&Scalar>, default: u32) -> Result<u32> {
+    let n = count(key, v, default as usize, 1, 100)?;
+    Ok(u32::try_from(n).unwrap_or(100))
+}
+
+/// The effective policy of a listener: each section of its own `acl` replaces the
+/// top-level one.
+fn acl(listener_key: &str, own: &RawAcl, global: &RawAcl) -> Result<AclConfig> {
+    fn pick<'a, T>(
+        listener_key: &str,
+        section: &str,
+        own: &'a Option<T>,
+        global: &'a Option<T>,
+    ) -> (String, Option<&'a T>) {
+        match own {
+            Some(c) => (format!("{listener_key}.acl.{section}"), Some(c)),
+            None => (format!("acl.{section}"), global.as_ref()),
+        }
+    }
+    let (clients_key, clients) = pick(listener_key, "clients", &own.clients, &global.clients);
+    let (servers_key, servers) = pick(listener_key, "servers", &own.servers, &global.servers);
+    let (commands_key, commands) = pick(listener_key, "commands", &own.commands, &global.commands);
+    let clients = match clients {
+        None => NetPolicy::default(),
+        Some(c) => NetPolicy {
+            allow: c
+                .allow
+                .as_ref()
+                .map(|a| nets(&format!("{clients_key}.allow"), a))
+                .transpose()?,
+            deny: nets(&format!("{clients_key}.deny"), &c.deny)?,
+        },
+    };
+    let servers = match servers {
+        None => ServerPolicy::default(),
+        Some(c) => ServerPolicy {
+            allow: server_rules(
+                &format!("{servers_key}.allow"),
+                c.allow.as_deref().unwrap_or(&[]),
+            )?,
+            deny: server_rules(&format!("{servers_key}.deny"), &c.deny)?,
+        },
+    };
+    let commands_deny = match commands {
+        None => Vec::new(),
+        Some(c) => c
+            .deny
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if (3..=4).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    Ok(v.to_ascii_uppercase())
+                } else {
+                    Err(ConfigError::invalid(
+                        format!("{commands_key}.deny[{i}]"),
+                        v,
+                        "expected an FTP verb of 3 or 4 letters, e.g. SITE",
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok(AclConfig {
+        clients,
+        servers,
+        commands_deny,
+    })
+}
+
+fn nets(key: &str, list: &[String]) -> Result<Vec<IpNet>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            parse_net(t).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}[{i}]"),
+                    t,
+                    "expected an IP network such as 192.0.2.0/24",
+                )
+            })
+        })
+        .collect()
+}
+
+fn server_rules(key: &str, list: &[String]) -> Result<Vec<ServerRule>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            server_rule(t).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}[{i}]"),
+                    t,
+                    "expected NET, NET:PORT or NET:FIRST-LAST, e.g. 203.0.113.0/24:2100-2199 or [2001:db8::/32]:21",
+                )
+            })
+        })
+        .collect()
+}
+
+/// `NET`, `NET:PORT`, `NET:FIRST-LAST`; IPv6 with a port as `[NET]:PORT`.
+fn server_rule(text: &str) -> Option<ServerRule> {
+    let text = text.trim();
+    if let Some(net) = parse_net(text) {
+        return Some(ServerRule { net, ports: None });
+    }
+    let (net_text, ports_text) = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:")?,
+        None => text.rsplit_once(':')?,
+    };
+    let net = parse_net(net_text)?;
+    let ports = match ports_text.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let p: u16 = ports_text.parse().ok()?;
+            (p, p)
+        }
+    };
+    if ports.0 == 0 || ports.1 < ports.0 {
+        return None;
+    }
+    Some(ServerRule {
+        net,
+        ports: Some(ports),
+    })
+}
+
+/// A rate in bytes/s with optional k/M/G suffix; absent means unlimited.
+fn rate(key: &str, v: Option<&Scalar>) -> Result<Option<u64>> {
+    let Some(v) = v else { return Ok(None) };
+    let n = size(key, Some(v), 0)? as u64;
+    if n < 1024 {
+        return Err(ConfigError::invalid(
+            key,
+            v,
+            "a rate below 1k bytes/s would stall transfers",
+        ));
+    }
+    Ok(Some(n))
 }
 
 fn upstream(key: &str, text: &str) -> Result<Upstream> {

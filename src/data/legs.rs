@@ -17,8 +17,13 @@ pub enum ClientLeg {
         listener: DataListener,
         expect: IpAddr,
     },
-    /// We connect to the client (it sent PORT/EPRT), from `source`.
-    Connect { target: SocketAddr, source: IpAddr },
+    /// We connect to the client (it sent PORT/EPRT), from `source` (and port 20 when
+    /// `data.server_source_port_20` asks for RFC 959 server behaviour).
+    Connect {
+        target: SocketAddr,
+        source: IpAddr,
+        source_port: Option<u16>,
+    },
 }
 
 /// How ftpgate reaches the server for one transfer.
@@ -74,6 +79,7 @@ pub(super) async fn accept_from(
 pub(super) async fn connect_from(
     target: SocketAddr,
     source: IpAddr,
+    source_port: Option<u16>,
     side: Side,
     limit: Duration,
 ) -> Result<TcpStream, DataError> {
@@ -86,7 +92,14 @@ pub(super) async fn connect_from(
         // Leave from the address the peer already knows us by, so that stateful
         // firewalls and the peer's own checks see one host.
         if canonical_ip(source).is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
-            socket.bind(SocketAddr::new(canonical_ip(source), 0))?;
+            if source_port.is_some() {
+                // Several transfers may leave from port 20 at once, to different peers.
+                socket.set_reuseaddr(true)?;
+            }
+            socket.bind(SocketAddr::new(
+                canonical_ip(source),
+                source_port.unwrap_or(0),
+            ))?;
         }
         socket.connect(target).await
     };

@@ -81,7 +81,12 @@ impl PortPool {
     }
 
     /// Binds a listener on `ip` at a random free port of the range.
-    pub fn listen(self: &Arc<Self>, ip: IpAddr) -> Result<DataListener, PortError> {
+    /// `transparent` (TPROXY deployments) lets it bind an address that is not local.
+    pub fn listen(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        transparent: bool,
+    ) -> Result<DataListener, PortError> {
         let len = self.range.len();
         let mut rng = rand::thread_rng();
         let start = rng.gen_range(0..len);
@@ -93,7 +98,7 @@ impl PortPool {
             if !self.reserve(port) {
                 continue;
             }
-            match bind(SocketAddr::new(ip, port)) {
+            match bind(SocketAddr::new(ip, port), transparent) {
                 Ok(listener) => {
                     self.metrics.port_leases.inc();
                     let addr = listener
@@ -122,7 +127,7 @@ impl PortPool {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -131,6 +136,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     // Closed data connections leave TIME_WAIT entries on these ports; without
     // SO_REUSEADDR a busy proxy would run out of bindable ports for minutes.
     socket.set_reuseaddr(true)?;
+    if transparent {
+        socket2::SockRef::from(&socket).set_ip_transparent(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

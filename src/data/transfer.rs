@@ -174,19 +174,30 @@ async fn run(
             ClientLeg::Accept { listener, expect } => {
                 accept_from(listener, *expect, Side::Client, accept_deadline).await
             }
-            ClientLeg::Connect { target, source } => {
+            ClientLeg::Connect {
+                target,
+                source,
+                source_port,
+            } => {
                 // The session drops `start` without sending only when it cancels us.
                 if start.await.is_err() {
                     return Err(DataError::Cancelled);
                 }
-                connect_from(*target, *source, Side::Client, spec.connect_timeout).await
+                connect_from(
+                    *target,
+                    *source,
+                    *source_port,
+                    Side::Client,
+                    spec.connect_timeout,
+                )
+                .await
             }
         }
     };
     let server = async {
         match &spec.server {
             ServerLeg::Connect { target, source } => {
-                connect_from(*target, *source, Side::Server, spec.connect_timeout).await
+                connect_from(*target, *source, None, Side::Server, spec.connect_timeout).await
             }
             ServerLeg::Accept { listener, expect } => {
                 accept_from(listener, *expect, Side::Server, accept_deadline).await

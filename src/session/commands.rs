@@ -19,6 +19,16 @@ impl Session {
         } else {
             tracing::debug!(line = %String::from_utf8_lossy(&cmd.line), "client command");
         }
+        let denied = &self.ctx.listener.acl.commands_deny;
+        if !denied.is_empty() {
+            let verb = String::from_utf8_lossy(cmd.verb_str()).to_ascii_uppercase();
+            if denied.contains(&verb) {
+                tracing::warn!(command = %verb, "command denied by acl.commands");
+                return self
+                    .send_now(Reply::new(534, &format!("{verb} is denied by policy.")))
+                    .await;
+            }
+        }
         if !self.logged_in && needs_login(cmd.verb) {
             return self
                 .send_now(Reply::new(530, "Please login with USER and PASS."))
@@ -97,7 +107,15 @@ impl Session {
         cmd: &CommandLine,
         what: Pending,
     ) -> Result<(), SessionEnd> {
-        self.write_server(&cmd.line).await?;
+        self.forward_raw(&cmd.line, what).await
+    }
+
+    pub(super) async fn forward_raw(
+        &mut self,
+        line: &[u8],
+        what: Pending,
+    ) -> Result<(), SessionEnd> {
+        self.write_server(line).await?;
         self.pending.push_back(PendingEntry {
             what,
             preliminary: 0,
@@ -133,7 +151,11 @@ impl Session {
                 ))
                 .await;
         }
-        let listener = match self.ctx.passive_pool.listen(local) {
+        let listener = match self
+            .ctx
+            .passive_pool
+            .listen(local, self.ctx.router.config.tproxy)
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "passive listener unavailable");
@@ -234,7 +256,7 @@ impl Session {
             return Ok(());
         }
         let local = canonical_ip(self.server_local.ip());
-        let listener = match self.ctx.active_pool.listen(local) {
+        let listener = match self.ctx.active_pool.listen(local, false) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "server-side active listener unavailable");

@@ -14,19 +14,23 @@
 //! command waits in a one-slot stash. That bounds every queue by construction.
 
 mod commands;
+mod forward;
 pub mod policy;
 mod replies;
+pub mod upstream;
 
-use crate::config::{Config, ListenerConfig, Route};
+use crate::config::{Config, ListenerConfig, RouteKind};
 use crate::data::{DataEvent, DataListener, PortPool, TransferHandle};
 use crate::metrics::Metrics;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::{encode_line, Frame, LineCodec};
 use crate::proto::reply::{Reply, ReplyAssembler};
+use crate::route::Router;
 use crate::stream::BoxedStream;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +43,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Most 1xx replies accepted for one command before the server is deemed broken.
 const MAX_PRELIMINARY: u32 = 16;
-/// Most commands in flight to the server (only reachable with ABOR during a transfer).
-const MAX_PENDING: usize = 8;
-/// Largest reply ftpgate assembles (bytes, all lines).
-const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// What every session of a listener shares.
 #[derive(Debug)]
@@ -52,6 +52,9 @@ pub struct SessionContext {
     pub passive_pool: Arc<PortPool>,
     pub active_pool: Arc<PortPool>,
     pub metrics: Arc<Metrics>,
+    pub router: Arc<Router>,
+    /// ftpgate's own addresses: never a destination unless policy names them.
+    pub own_addrs: Arc<Vec<IpAddr>>,
 }
 
 /// Why a session ended; logged once when it does.
@@ -128,7 +131,7 @@ enum Outgoing {
     AfterTransfer(Reply),
 }
 
-type ClientReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
+pub(crate) type ClientReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
 type ServerReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
 
 pub(crate) struct Session {
@@ -153,38 +156,54 @@ pub(crate) struct Session {
     next_transfer: u64,
     data_tx: mpsc::Sender<DataEvent>,
     closing: bool,
+    login_deadline: Instant,
+    /// Set when a transfer has ended and its final reply is still due.
+    final_deadline: Option<Instant>,
 }
 
 /// Runs one session to its end. Never panics on input; every exit path closes both legs.
 pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: CancellationToken) {
-    let client_peer = client.peer_addr();
-    let client_local = client.local_addr();
-    let (Ok(client_peer), Ok(client_local)) = (client_peer, client_local) else {
+    let (Ok(client_peer), Ok(client_local)) = (client.peer_addr(), client.local_addr()) else {
         return;
+    };
+    let login_deadline = Instant::now() + ctx.config.timeouts.login;
+    let destination = match ctx.router.config.kind {
+        RouteKind::Transparent => Some(crate::route::original_destination(
+            &client,
+            ctx.router.config.tproxy,
+        )),
+        _ => None,
     };
     let client: BoxedStream = Box::new(client);
     let (client_rd, mut client_wr) = tokio::io::split(client);
     let mut client_rd = FramedRead::new(client_rd, LineCodec::new(ctx.config.limits.max_line));
 
-    let upstream = match connect_upstream(&ctx).await {
-        Ok(u) => u,
-        Err(reason) => {
-            tracing::warn!(%reason, "upstream unavailable");
-            let reply = Reply::new(421, &format!("Service not available: {reason}"));
-            let _ = write_reply(&mut client_wr, &reply, ctx.config.timeouts.data_stall).await;
-            let _ = client_wr.shutdown().await;
+    let opened = tokio::select! {
+        r = open_server(&ctx, client_peer, client_local, destination, &mut client_rd, &mut client_wr, login_deadline) => r,
+        _ = shutdown.cancelled() => Err(SessionEnd::Shutdown),
+    };
+    let (conn, forward_user) = match opened {
+        Ok(x) => x,
+        Err(end) => {
+            log_end(&end);
+            let _ = timeout(Duration::from_secs(2), client_wr.shutdown()).await;
             return;
         }
     };
-    let (server_stream, server_peer, server_local) = upstream;
-    tracing::info!(server.addr = %server_peer, "connected upstream");
-    let (server_rd, server_wr) = tokio::io::split(server_stream);
-    let mut server_rd = FramedRead::new(server_rd, LineCodec::new(ctx.config.limits.max_line));
-
+    tracing::info!(server.addr = %conn.peer, "connected upstream");
+    let upstream::ServerLegConn {
+        reader: mut server_rd,
+        writer: server_wr,
+        peer: server_peer,
+        local: server_local,
+        banner,
+        _lease,
+    } = conn;
     let (data_tx, mut data_rx) = mpsc::channel(4);
+    let limits = &ctx.config.limits;
     let mut session = Session {
-        assembler: ReplyAssembler::new(ctx.config.limits.max_reply_lines, MAX_REPLY_BYTES),
-        ctx,
+        assembler: ReplyAssembler::new(limits.max_reply_lines, limits.max_reply_bytes),
+        ctx: Arc::clone(&ctx),
         client_peer,
         client_local,
         server_peer,
@@ -199,53 +218,112 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         stash: None,
         logged_in: false,
         epsv_all: false,
-        seen_command: false,
+        seen_command: forward_user.is_some(),
         next_transfer: 0,
         data_tx,
         closing: false,
+        login_deadline,
+        final_deadline: None,
     };
-    let end = session
-        .drive(&mut client_rd, &mut server_rd, &mut data_rx, shutdown)
-        .await;
-    match &end {
-        SessionEnd::ClientClosed | SessionEnd::Quit | SessionEnd::ServerClosed => {
-            tracing::info!(reason = %end, "session closed")
+    let started = match forward_user {
+        // Forward proxy: the client was greeted by ftpgate; replay its login.
+        Some(user) => {
+            let mut line = b"USER ".to_vec();
+            line.extend_from_slice(&user);
+            session.forward_raw(&line, Pending::Relay(Verb::User)).await
         }
-        _ => tracing::warn!(reason = %end, "session closed"),
-    }
+        None => {
+            let mut r = Ok(());
+            for reply in banner {
+                r = session.send_now(reply).await;
+                if r.is_err() {
+                    break;
+                }
+            }
+            r
+        }
+    };
+    let end = match started {
+        Err(end) => end,
+        Ok(()) => {
+            session
+                .drive(&mut client_rd, &mut server_rd, &mut data_rx, shutdown)
+                .await
+        }
+    };
+    log_end(&end);
     // Dropping the transfer handle cancels a transfer still running.
     session.transfer = None;
     let _ = timeout(Duration::from_secs(2), session.client_wr.shutdown()).await;
     let _ = timeout(Duration::from_secs(2), session.server_wr.shutdown()).await;
 }
 
-async fn connect_upstream(
-    ctx: &SessionContext,
-) -> Result<(BoxedStream, SocketAddr, SocketAddr), String> {
-    let Route::Fixed { upstreams } = &ctx.listener.route;
-    let Some(upstream) = upstreams.first() else {
-        return Err("no upstream configured".into());
-    };
-    let limit = ctx.config.timeouts.connect;
-    let target = format!("{}:{}", upstream.host, upstream.port);
-    let addrs: Vec<SocketAddr> = timeout(limit, tokio::net::lookup_host(target.as_str()))
-        .await
-        .map_err(|_| format!("resolving {upstream} timed out"))?
-        .map_err(|e| format!("cannot resolve {upstream}: {e}"))?
-        .collect();
-    let mut last = format!("{upstream} has no address");
-    for addr in addrs {
-        match timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().map_err(|e| e.to_string())?;
-                return Ok((Box::new(stream), addr, local));
-            }
-            Ok(Err(e)) => last = format!("cannot connect to {addr}: {e}"),
-            Err(_) => last = format!("connecting to {addr} timed out"),
+fn log_end(end: &SessionEnd) {
+    match end {
+        SessionEnd::ClientClosed | SessionEnd::Quit | SessionEnd::ServerClosed => {
+            tracing::info!(reason = %end, "session closed")
         }
+        _ => tracing::warn!(reason = %end, "session closed"),
     }
-    Err(last)
+}
+
+/// Finds and opens the server leg for this session's route. On failure the client has
+/// already been told why (421/530).
+async fn open_server(
+    ctx: &SessionContext,
+    client_peer: SocketAddr,
+    client_local: SocketAddr,
+    destination: Option<std::io::Result<SocketAddr>>,
+    client_rd: &mut ClientReader,
+    client_wr: &mut WriteHalf<BoxedStream>,
+    login_deadline: Instant,
+) -> Result<(upstream::ServerLegConn, Option<Vec<u8>>), SessionEnd> {
+    let targets = match (ctx.router.config.kind, destination) {
+        (RouteKind::UserAtHost, _) => {
+            let (conn, user) = forward::login(ctx, client_rd, client_wr, login_deadline).await?;
+            return Ok((conn, Some(user)));
+        }
+        (RouteKind::Fixed, _) => ctx
+            .router
+            .candidates(client_peer.ip())
+            .into_iter()
+            .map(upstream::Target::Upstream)
+            .collect::<Vec<_>>(),
+        (RouteKind::Transparent, Some(Ok(dest)))
+            if dest != client_local || ctx.router.config.tproxy =>
+        {
+            // Under TPROXY our local address IS the destination: not "our own" here.
+            let own: Vec<IpAddr> = ctx
+                .own_addrs
+                .iter()
+                .copied()
+                .filter(|ip| *ip != dest.ip())
+                .collect();
+            if let Err(e) = crate::policy::server_allowed(&ctx.listener.acl.servers, dest, &own) {
+                return Err(refuse(ctx, client_wr, format!("destination not allowed: {e}")).await);
+            }
+            vec![upstream::Target::Addr(dest)]
+        }
+        (RouteKind::Transparent, _) => {
+            let reason = "no original destination (the connection was not intercepted)".to_string();
+            return Err(refuse(ctx, client_wr, reason).await);
+        }
+    };
+    match upstream::open(ctx, &targets).await {
+        Ok(conn) => Ok((conn, None)),
+        Err(reason) => Err(refuse(ctx, client_wr, reason).await),
+    }
+}
+
+async fn refuse(
+    ctx: &SessionContext,
+    w: &mut WriteHalf<BoxedStream>,
+    reason: String,
+) -> SessionEnd {
+    tracing::warn!(%reason, "session refused");
+    let reply = Reply::new(421, &format!("Service not available: {reason}."));
+    let _ = write_reply(w, &reply, ctx.config.timeouts.data_stall).await;
+    SessionEnd::Upstream(reason)
 }
 
 async fn write_reply(
@@ -274,9 +352,6 @@ impl Session {
         data: &mut mpsc::Receiver<DataEvent>,
         shutdown: CancellationToken,
     ) -> SessionEnd {
-        if let Err(end) = self.relay_banner(server, shutdown.clone()).await {
-            return end;
-        }
         let idle = self.ctx.config.timeouts.idle;
         let mut idle_deadline = Instant::now() + idle;
         loop {
@@ -320,6 +395,15 @@ impl Session {
                     let _ = self.send_now(Reply::new(421, "Timeout: no activity, closing control connection.")).await;
                     Err(SessionEnd::Idle)
                 }
+                _ = sleep_until(self.login_deadline), if !self.logged_in => {
+                    let _ = self.send_now(Reply::new(421, "Login timeout, closing control connection.")).await;
+                    Err(SessionEnd::ClientProtocol("no login in time".into()))
+                }
+                _ = sleep_until(self.final_deadline.unwrap_or(idle_deadline)), if self.final_deadline.is_some() => {
+                    self.out.clear();
+                    let _ = self.send_now(Reply::new(421, "No final reply from the FTP server after the transfer.")).await;
+                    Err(SessionEnd::ServerProtocol("final reply timeout".into()))
+                }
                 _ = shutdown.cancelled(), if quiet => {
                     let _ = self.send_now(Reply::new(421, "Service shutting down, closing control connection.")).await;
                     Err(SessionEnd::Shutdown)
@@ -327,60 +411,6 @@ impl Session {
             };
             if let Err(end) = step {
                 return end;
-            }
-        }
-    }
-
-    /// Relays the server's greeting (120s, then 220) or ends the session with its refusal.
-    async fn relay_banner(
-        &mut self,
-        server: &mut ServerReader,
-        shutdown: CancellationToken,
-    ) -> Result<(), SessionEnd> {
-        let deadline = Instant::now() + self.ctx.config.timeouts.banner;
-        loop {
-            let frame = tokio::select! {
-                f = timeout(deadline.saturating_duration_since(Instant::now()), server.next()) => f,
-                _ = shutdown.cancelled() => return Err(SessionEnd::Shutdown),
-            };
-            let reply = match frame {
-                Err(_) => {
-                    self.send_now(Reply::new(
-                        421,
-                        "Service not available: no greeting from the FTP server.",
-                    ))
-                    .await?;
-                    return Err(SessionEnd::Upstream("no banner in time".into()));
-                }
-                Ok(None) => {
-                    self.send_now(Reply::new(
-                        421,
-                        "Service not available: the FTP server closed the connection.",
-                    ))
-                    .await?;
-                    return Err(SessionEnd::Upstream("closed before its banner".into()));
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(SessionEnd::Io {
-                        side: "server",
-                        source: e,
-                    })
-                }
-                Ok(Some(Ok(frame))) => match self.assemble(frame).await? {
-                    Some(r) => r,
-                    None => continue,
-                },
-            };
-            let code = reply.code;
-            self.send_now(reply).await?;
-            match code {
-                120 => continue,
-                220 => return Ok(()),
-                _ => {
-                    return Err(SessionEnd::Upstream(format!(
-                        "server refused the session with {code}"
-                    )))
-                }
             }
         }
     }
@@ -394,7 +424,8 @@ impl Session {
             && self.transfer.is_none()
             && self.finished.is_none();
         // During a transfer the client may ABOR; anything else goes to the stash.
-        idle || (self.transfer.is_some() && self.pending.len() < MAX_PENDING)
+        idle || (self.transfer.is_some()
+            && self.pending.len() < self.ctx.config.limits.max_queued_commands)
     }
 
     fn take_stash(&mut self) -> Option<ClientInput> {
@@ -482,6 +513,14 @@ impl Session {
         match &self.transfer {
             Some(t) if t.id == event.id => {
                 self.transfer = None;
+                if self
+                    .pending
+                    .iter()
+                    .any(|p| matches!(p.what, Pending::Transfer))
+                {
+                    self.final_deadline =
+                        Some(Instant::now() + self.ctx.config.timeouts.final_reply);
+                }
                 self.finished = Some(event);
                 self.release_held();
             }

@@ -46,6 +46,7 @@ impl Session {
         match what {
             Pending::Relay(verb) => self.final_reply(verb, reply),
             Pending::Transfer => {
+                self.final_deadline = None;
                 match self.transfer.as_mut() {
                     Some(t) if reply.class() == 2 => t.start(),
                     Some(t) => t.cancel(),
@@ -175,6 +176,7 @@ impl Session {
             ClientPlan::Active(target) => ClientLeg::Connect {
                 target,
                 source: self.client_local.ip(),
+                source_port: self.ctx.config.data.server_source_port_20.then_some(20),
             },
         };
         self.next_transfer += 1;

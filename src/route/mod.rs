@@ -1,0 +1,103 @@
+//! Where a session goes: a fixed set of upstreams with balancing and health checks, the
+//! server a client names with `USER user@host`, or the client's original destination
+//! under transparent interception. Destination policy (`acl.servers`) applies to the last
+//! two; a fixed route's upstreams are the operator's own choice.
+
+mod balance;
+mod health;
+mod transparent;
+mod user_at_host;
+
+pub use balance::UpstreamLease;
+pub use health::spawn_health_checks;
+pub use transparent::original_destination;
+pub use user_at_host::{parse_user_at_host, UserAtHost};
+
+use crate::config::{Balance, ListenerConfig, RouteConfig, Upstream};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One upstream of a fixed route and what ftpgate knows about it.
+#[derive(Debug)]
+pub struct UpstreamState {
+    pub upstream: Upstream,
+    healthy: AtomicBool,
+    active: AtomicUsize,
+    fails: AtomicU32,
+    oks: AtomicU32,
+}
+
+impl UpstreamState {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// The routing state of one listener.
+#[derive(Debug)]
+pub struct Router {
+    pub config: RouteConfig,
+    pub upstreams: Vec<Arc<UpstreamState>>,
+    next: AtomicUsize,
+}
+
+impl Router {
+    pub fn new(listener: &ListenerConfig) -> Arc<Router> {
+        Arc::new(Router {
+            config: listener.route.clone(),
+            upstreams: listener
+                .route
+                .upstreams
+                .iter()
+                .map(|u| {
+                    Arc::new(UpstreamState {
+                        upstream: u.clone(),
+                        healthy: AtomicBool::new(true),
+                        active: AtomicUsize::new(0),
+                        fails: AtomicU32::new(0),
+                        oks: AtomicU32::new(0),
+                    })
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The healthy upstreams in the order to try them for this client.
+    pub fn candidates(&self, client: IpAddr) -> Vec<Arc<UpstreamState>> {
+        let healthy: Vec<(usize, &Arc<UpstreamState>)> = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.is_healthy())
+            .collect();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let order = match self.config.balance {
+            Balance::RoundRobin => balance::round_robin(healthy.len(), start),
+            Balance::LeastConn => {
+                let active: Vec<usize> = healthy.iter().map(|(_, u)| u.active()).collect();
+                balance::least_conn(&active, start)
+            }
+            Balance::ClientHash => {
+                let ids: Vec<usize> = healthy.iter().map(|(i, _)| *i).collect();
+                balance::client_hash(&ids, client)
+            }
+        };
+        order
+            .into_iter()
+            .filter_map(|i| healthy.get(i).map(|(_, u)| Arc::clone(u)))
+            .collect()
+    }
+
+    /// A session could not reach `u` (passive health): counts towards ejection when
+    /// health checks are configured.
+    pub fn report_failure(&self, u: &UpstreamState) {
+        if let Some(h) = &self.config.health {
+            health::record(u, false, h.fall, h.rise);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The forward-proxy login (`route.kind: user_at_host`): ftpgate greets the client
+//! itself, waits for `USER user@host[:port]`, resolves the host once, checks every
+//! resolved address against `acl.servers` (so a name cannot be re-pointed after the
+//! check), connects, and replays the login with the bare user name. The server's own
+//! greeting is logged, not relayed: the client has been greeted already.
+
+use super::upstream::{self, ServerLegConn, Target};
+use super::{write_reply, ClientReader, SessionContext, SessionEnd};
+use crate::policy::server_allowed;
+use crate::proto::command::{CommandLine, Verb};
+use crate::proto::line::Frame;
+use crate::proto::reply::Reply;
+use crate::route::parse_user_at_host;
+use crate::stream::BoxedStream;
+use futures_util::StreamExt;
+use std::net::SocketAddr;
+use tokio::io::WriteHalf;
+use tokio::time::{timeout_at, Instant};
+
+/// Most USER attempts before the session is closed.
+const MAX_ATTEMPTS: u32 = 5;
+
+pub(super) async fn login(
+    ctx: &SessionContext,
+    client_rd: &mut ClientReader,
+    client_wr: &mut WriteHalf<BoxedStream>,
+    deadline: Instant,
+) -> Result<(ServerLegConn, Vec<u8>), SessionEnd> {
+    let limit = ctx.config.timeouts.data_stall;
+    let say = async |w: &mut WriteHalf<BoxedStream>, code: u16, text: &str| {
+        write_reply(w, &Reply::new(code, text), limit).await
+    };
+    say(
+        client_wr,
+        220,
+        "ftpgate ready: log in as user@host or user@host:port.",
+    )
+    .await?;
+    let mut attempts = 0;
+    loop {
+        let frame = match timeout_at(deadline, client_rd.next()).await {
+            Err(_) => {
+                say(client_wr, 421, "Login timeout, closing control connection.").await?;
+                return Err(SessionEnd::ClientProtocol("no login in time".into()));
+            }
+            Ok(None) => return Err(SessionEnd::ClientClosed),
+            Ok(Some(Err(e))) => {
+                return Err(SessionEnd::Io {
+                    side: "client",
+                    source: e,
+                })
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        let line = match frame {
+            Frame::Line(l) => l,
+            Frame::Rejected(e) => {
+                say(client_wr, 500, &format!("Command line rejected: {e}.")).await?;
+                continue;
+            }
+        };
+        if crate::proto::command::looks_like_http(&line) {
+            say(client_wr, 421, "This is an FTP proxy, not an HTTP proxy.").await?;
+            return Err(SessionEnd::ClientProtocol(
+                "HTTP request on the control port".into(),
+            ));
+        }
+        let Ok(cmd) = CommandLine::parse(line) else {
+            say(client_wr, 500, "Syntax error, command unrecognized.").await?;
+            continue;
+        };
+        match cmd.verb {
+            Verb::User => {}
+            Verb::Quit => {
+                say(client_wr, 221, "Goodbye.").await?;
+                return Err(SessionEnd::Quit);
+            }
+            Verb::Feat => {
+                let feat = Reply {
+                    code: 211,
+                    lines: vec![
+                        "211-Features:".into(),
+                        " EPRT".into(),
+                        " EPSV".into(),
+                        "211 End".into(),
+                    ],
+                };
+                write_reply(client_wr, &feat, limit).await?;
+                continue;
+            }
+            Verb::Other if cmd.verb_str().eq_ignore_ascii_case(b"NOOP") => {
+                say(client_wr, 200, "NOOP ok.").await?;
+                continue;
+            }
+            Verb::Pass => {
+                say(client_wr, 503, "Log in with USER user@host first.").await?;
+                continue;
+            }
+            _ => {
+                say(client_wr, 530, "Please log in with USER user@host first.").await?;
+                continue;
+            }
+        }
+        attempts += 1;
+        if attempts > MAX_ATTEMPTS {
+            say(client_wr, 421, "Too many login attempts.").await?;
+            return Err(SessionEnd::ClientProtocol("too many USER attempts".into()));
+        }
+        let dest = match parse_user_at_host(&cmd.arg) {
+            Ok(d) => d,
+            Err(e) => {
+                say(client_wr, 530, &format!("Login refused: {e}.")).await?;
+                continue;
+            }
+        };
+        let targets = match resolve_allowed(ctx, &dest.host, dest.port).await {
+            Ok(t) => t,
+            Err(reason) => {
+                tracing::warn!(server.host = %dest.host, server.port = dest.port, %reason, "destination refused");
+                say(client_wr, 530, &format!("Login refused: {reason}.")).await?;
+                continue;
+            }
+        };
+        match upstream::open(ctx, &targets).await {
+            Ok(conn) => {
+                for r in &conn.banner {
+                    tracing::debug!(code = r.code, text = %String::from_utf8_lossy(r.text()), "server greeting");
+                }
+                return Ok((conn, dest.user));
+            }
+            Err(reason) => {
+                say(
+                    client_wr,
+                    421,
+                    &format!(
+                        "Service not available: cannot reach {}: {reason}",
+                        dest.host
+                    ),
+                )
+                .await?;
+                return Err(SessionEnd::Upstream(reason));
+            }
+        }
+    }
+}
+
+/// Resolves once and keeps the addresses policy allows, in resolver order.
+async fn resolve_allowed(
+    ctx: &SessionContext,
+    host: &str,
+    port: u16,
+) -> Result<Vec<Target>, String> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(
+        ctx.config.timeouts.connect,
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    .map_err(|_| format!("resolving {host} timed out"))?
+    .map_err(|_| format!("cannot resolve {host}"))?
+    .collect();
+    let mut reason = format!("{host} has no address");
+    let mut allowed = Vec::new();
+    for addr in addrs {
+        match server_allowed(&ctx.listener.acl.servers, addr, &ctx.own_addrs) {
+            Ok(()) => allowed.push(Target::Addr(addr)),
+            Err(e) => reason = format!("destination not allowed: {e}"),
+        }
+    }
+    if allowed.is_empty() {
+        Err(reason)
+    } else {
+        Ok(allowed)
+    }
+}
