@@ -94,6 +94,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
     let passive_pool = PortPool::new(config.data.passive_ports, Arc::clone(&metrics));
     let active_pool = PortPool::new(config.data.server_active_ports, Arc::clone(&metrics));
     let own_addrs = Arc::new(crate::netinfo::own_addresses());
+    let rate_total = config.limits.rate_total.map(crate::data::RateLimit::new);
     if config.data.server_source_port_20 {
         check_port_20(&config)?;
     }
@@ -114,6 +115,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
             metrics: Arc::clone(&metrics),
             router: Router::new(l),
             own_addrs: Arc::clone(&own_addrs),
+            rate_total: rate_total.clone(),
         });
         listeners.push((ctx, listener, addr));
     }

@@ -4,10 +4,12 @@
 
 mod legs;
 mod ports;
+mod rate;
 mod relay;
 mod splice;
 mod transfer;
 
 pub use legs::{ClientLeg, ServerLeg};
 pub use ports::{DataListener, PortError, PortPool};
+pub use rate::{RateLimit, Throttle};
 pub use transfer::{spawn, DataError, DataEvent, Side, TransferHandle, TransferSpec};

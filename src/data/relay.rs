@@ -3,26 +3,44 @@
 //! side is shut down only after every byte has been written, so the peer sees a clean
 //! EOF exactly when the file is complete.
 
+use super::rate::Throttle;
 use super::transfer::{DataError, Side};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-/// Copies `from` to `to` until EOF, then shuts `to` down. Returns the byte count.
+/// How bytes flow for one transfer: direction, sizes, deadline and bandwidth limit.
+pub(super) struct Flow<'a> {
+    pub from_side: Side,
+    pub to_side: Side,
+    /// Buffer (or pipe) size.
+    pub size: usize,
+    pub stall: Duration,
+    pub throttle: &'a Throttle,
+}
+
+/// Copies `from` to `to` until EOF, then shuts `to` down, counting into `counted`.
 pub(super) async fn pump<R, W>(
     from: &mut R,
-    from_side: Side,
     to: &mut W,
-    to_side: Side,
-    buffer_size: usize,
-    stall: Duration,
+    flow: &Flow<'_>,
     counted: &mut u64,
 ) -> Result<(), DataError>
 where
     R: AsyncRead + Unpin + ?Sized,
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let mut buf = vec![0u8; buffer_size];
+    let Flow {
+        from_side,
+        to_side,
+        stall,
+        ..
+    } = *flow;
+    let size = flow
+        .throttle
+        .max_chunk()
+        .map_or(flow.size, |c| c.min(flow.size));
+    let mut buf = vec![0u8; size];
     loop {
         let n = timeout(stall, from.read(&mut buf))
             .await
@@ -42,6 +60,7 @@ where
                 source,
             })?;
         *counted += n as u64;
+        flow.throttle.consume(n).await;
     }
     timeout(stall, to.shutdown())
         .await

@@ -4,12 +4,12 @@
 //! Semantics match `relay::pump`: every byte counted, a stall deadline on each wait, and
 //! the writing side shut down only after the pipe has been drained.
 
-use super::transfer::{DataError, Side};
+use super::relay::Flow;
+use super::transfer::DataError;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::unistd::pipe2;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -23,13 +23,19 @@ pub(super) struct Unsupported;
 /// Moves bytes `from` -> `to` until EOF, then shuts down `to`'s write side.
 pub(super) async fn splice_pump(
     from: &TcpStream,
-    from_side: Side,
     to: &TcpStream,
-    to_side: Side,
-    pipe_size: usize,
-    stall: Duration,
+    flow: &Flow<'_>,
     counted: &mut u64,
 ) -> Result<(), Result<DataError, Unsupported>> {
+    let Flow {
+        from_side,
+        to_side,
+        stall,
+        ..
+    } = *flow;
+    // Under a bandwidth limit no single move may overdraw the bucket by much.
+    let limit = flow.throttle.max_chunk().unwrap_or(usize::MAX);
+    let pipe_size = flow.size;
     let (pipe_rd, pipe_wr) =
         pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|_| Err(Unsupported))?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
@@ -40,7 +46,7 @@ pub(super) async fn splice_pump(
         let filled = timeout(
             stall,
             move_bytes(from, Interest::READABLE, || {
-                splice(from, None, &pipe_wr, None, chunk, flags).map_err(io::Error::from)
+                splice(from, None, &pipe_wr, None, chunk.min(limit), flags).map_err(io::Error::from)
             }),
         )
         .await
@@ -80,6 +86,7 @@ pub(super) async fn splice_pump(
                 })?;
             in_pipe -= n;
             *counted += n as u64;
+            flow.throttle.consume(n).await;
         }
     }
     socket2::SockRef::from(to)

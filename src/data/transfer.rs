@@ -6,7 +6,8 @@
 //! client is contacted only once the server has accepted the transfer command (1xx/2xx).
 
 use super::legs::{accept_from, connect_from, ClientLeg, ServerLeg};
-use super::relay::pump;
+use super::rate::Throttle;
+use super::relay::{pump, Flow};
 use super::splice::{splice_pump, Unsupported};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::proto::command::Direction;
@@ -86,6 +87,7 @@ pub struct TransferSpec {
     pub connect_timeout: Duration,
     pub stall_timeout: Duration,
     pub buffer_size: usize,
+    pub throttle: Throttle,
 }
 
 /// The session's handle on a running transfer. Dropping it cancels the transfer.
@@ -212,31 +214,19 @@ async fn run(
         Direction::Download => (&mut server, Side::Server, &mut client, Side::Client),
         Direction::Upload => (&mut client, Side::Client, &mut server, Side::Server),
     };
-    match splice_pump(
-        from,
+    let flow = Flow {
         from_side,
-        to,
         to_side,
-        spec.buffer_size,
-        spec.stall_timeout,
-        bytes,
-    )
-    .await
-    {
+        size: spec.buffer_size,
+        stall: spec.stall_timeout,
+        throttle: &spec.throttle,
+    };
+    match splice_pump(from, to, &flow, bytes).await {
         Ok(()) => Ok(()),
         Err(Ok(e)) => Err(e),
         Err(Err(Unsupported)) => {
             tracing::debug!("splice unsupported here; copying through user space");
-            pump(
-                from,
-                from_side,
-                to,
-                to_side,
-                spec.buffer_size,
-                spec.stall_timeout,
-                bytes,
-            )
-            .await
+            pump(from, to, &flow, bytes).await
         }
     }
 }

@@ -20,7 +20,7 @@ mod replies;
 pub mod upstream;
 
 use crate::config::{Config, ListenerConfig, RouteKind};
-use crate::data::{DataEvent, DataListener, PortPool, TransferHandle};
+use crate::data::{DataEvent, DataListener, PortPool, RateLimit, Throttle, TransferHandle};
 use crate::metrics::Metrics;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::{encode_line, Frame, LineCodec};
@@ -55,6 +55,8 @@ pub struct SessionContext {
     pub router: Arc<Router>,
     /// ftpgate's own addresses: never a destination unless policy names them.
     pub own_addrs: Arc<Vec<IpAddr>>,
+    /// `limits.rate_total`, shared by every transfer of every listener.
+    pub rate_total: Option<Arc<RateLimit>>,
 }
 
 /// Why a session ended; logged once when it does.
@@ -157,6 +159,8 @@ pub(crate) struct Session {
     data_tx: mpsc::Sender<DataEvent>,
     closing: bool,
     login_deadline: Instant,
+    /// The bandwidth buckets this session's transfers pay into.
+    throttle: Throttle,
     /// Set when a transfer has ended and its final reply is still due.
     final_deadline: Option<Instant>,
 }
@@ -223,6 +227,13 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         data_tx,
         closing: false,
         login_deadline,
+        throttle: Throttle::new(
+            limits
+                .rate_per_session
+                .map(RateLimit::new)
+                .into_iter()
+                .chain(ctx.rate_total.clone()),
+        ),
         final_deadline: None,
     };
     let started = match forward_user {

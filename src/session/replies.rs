@@ -190,6 +190,7 @@ impl Session {
             connect_timeout: t.connect,
             stall_timeout: t.data_stall,
             buffer_size: self.ctx.config.data.buffer_size,
+            throttle: self.throttle.clone(),
         };
         self.finished = None;
         self.transfer = Some(data::spawn(
