@@ -61,6 +61,18 @@ impl Session {
                 ))
                 .await
             }
+            // STARTTLS-style injection (CVE-2011-1575, CVE-2021-22947): commands pipelined
+            // behind AUTH were written before any TLS, so the session cannot be trusted.
+            Verb::Auth if self.client_buffered => {
+                self.send_now(Reply::new(
+                    421,
+                    "Commands pipelined after AUTH, closing control connection.",
+                ))
+                .await?;
+                Err(SessionEnd::ClientProtocol(
+                    "bytes pipelined after AUTH".into(),
+                ))
+            }
             Verb::Auth | Verb::Pbsz | Verb::Prot | Verb::Ccc => {
                 self.send_now(Reply::new(
                     502,

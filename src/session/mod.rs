@@ -159,6 +159,8 @@ pub(crate) struct Session {
     data_tx: mpsc::Sender<DataEvent>,
     closing: bool,
     login_deadline: Instant,
+    /// Bytes from the client were already buffered behind the current command.
+    client_buffered: bool,
     /// The bandwidth buckets this session's transfers pay into.
     throttle: Throttle,
     /// Set when a transfer has ended and its final reply is still due.
@@ -227,6 +229,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         data_tx,
         closing: false,
         login_deadline,
+        client_buffered: false,
         throttle: Throttle::new(
             limits
                 .rate_per_session
@@ -386,7 +389,10 @@ impl Session {
                     match frame {
                         None => Err(SessionEnd::ClientClosed),
                         Some(Err(e)) => Err(SessionEnd::Io { side: "client", source: e }),
-                        Some(Ok(frame)) => self.on_client_frame(frame).await,
+                        Some(Ok(frame)) => {
+                            self.client_buffered = !client.read_buffer().is_empty();
+                            self.on_client_frame(frame).await
+                        }
                     }
                 }
                 frame = server.next() => {
