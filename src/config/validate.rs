@@ -128,7 +128,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         data_accept: duration("timeouts.data_accept", t.data_accept.as_ref(), 30)?,
         data_stall: duration("timeouts.data_stall", t.data_stall.as_ref(), 300)?,
         login: duration("timeouts.login", t.login.as_ref(), 60)?,
-        final_reply: duration("timeouts.final_reply", t.final_reply.as_ref(), 60)?,
+        final_reply: duration("timeouts.final_reply", t.final_reply.as_ref(), 120)?,
         shutdown_grace: duration("timeouts.shutdown_grace", t.shutdown_grace.as_ref(), 30)?,
     };
 

@@ -206,10 +206,37 @@ async fn run(
             }
         }
     };
-    let (mut client, mut server): (TcpStream, TcpStream) = tokio::try_join!(client, server)?;
+    let (mut client, mut server): (TcpStream, TcpStream) =
+        if matches!(spec.client, ClientLeg::Accept { .. }) {
+            // A passive client connects on its own: wait for it before touching the server,
+            // so a client that never comes does not leave an empty upload on the server.
+            let client = match client.await {
+                Ok(c) => c,
+                Err(e) => {
+                    // A passive server is blocked waiting for us. For a download, connect
+                    // and close so it fails the command now rather than at its own
+                    // timeout; never for an upload, where that would leave an empty file.
+                    if spec.direction == Direction::Download
+                        && matches!(spec.server, ServerLeg::Connect { .. })
+                    {
+                        drop(server.await);
+                    }
+                    return Err(e);
+                }
+            };
+            (client, server.await?)
+        } else {
+            // An active client is contacted only after the server's 1xx, which a passive
+            // server sends only once we are connected: both at once, or neither happens.
+            tokio::try_join!(client, server)?
+        };
     // Both legs are up: the listeners (and their port leases) are no longer needed.
     drop(spec.client);
     drop(spec.server);
+    // Until the relay has succeeded, closing a leg resets it (SO_LINGER 0): a peer must
+    // see a failed or aborted transfer as an error, never as a clean end of file.
+    set_abortive(&client, true);
+    set_abortive(&server, true);
     let (from, from_side, to, to_side) = match spec.direction {
         Direction::Download => (&mut server, Side::Server, &mut client, Side::Client),
         Direction::Upload => (&mut client, Side::Client, &mut server, Side::Server),
@@ -221,12 +248,22 @@ async fn run(
         stall: spec.stall_timeout,
         throttle: &spec.throttle,
     };
-    match splice_pump(from, to, &flow, bytes).await {
+    let result = match splice_pump(from, to, &flow, bytes).await {
         Ok(()) => Ok(()),
         Err(Ok(e)) => Err(e),
         Err(Err(Unsupported)) => {
             tracing::debug!("splice unsupported here; copying through user space");
             pump(from, to, &flow, bytes).await
         }
+    };
+    if result.is_ok() {
+        set_abortive(&client, false);
+        set_abortive(&server, false);
     }
+    result
+}
+
+fn set_abortive(stream: &TcpStream, on: bool) {
+    let linger = on.then_some(Duration::ZERO);
+    let _ = socket2::SockRef::from(stream).set_linger(linger);
 }

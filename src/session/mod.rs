@@ -561,12 +561,13 @@ impl Session {
         };
         if let Some(Outgoing::AfterTransfer(reply)) = self.out.remove(pos) {
             let reply = match &event.result {
+                // Our data connection never came up: whatever the server made of that, the
+                // client learns the real reason.
+                Err(e) if e.is_setup() => {
+                    Reply::new(425, &format!("Can't open data connection: {e}."))
+                }
                 Err(e) if reply.class() == 2 || reply.is_preliminary() => {
-                    if e.is_setup() {
-                        Reply::new(425, &format!("Can't open data connection: {e}."))
-                    } else {
-                        Reply::new(426, &format!("Connection closed; transfer aborted: {e}."))
-                    }
+                    Reply::new(426, &format!("Connection closed; transfer aborted: {e}."))
                 }
                 _ => reply,
             };
