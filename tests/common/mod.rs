@@ -835,3 +835,122 @@ impl FtpOps for RawFtp {
         RawFtp::quit(*self);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Routing helpers (multi-listener proxies, servers on chosen addresses)
+
+/// [`start_proxy_yaml`], also returning every listener's (name, address) in config order.
+pub fn start_proxy_yaml_all(rt: &Runtime, yaml: &str) -> (Proxy, Vec<(String, SocketAddr)>) {
+    let cfg =
+        ftpgate::config::parse(yaml, "test").unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+    let metrics = Arc::new(ftpgate::metrics::Metrics::default());
+    let bound = rt
+        .block_on(ftpgate::server::bind(Arc::new(cfg), Arc::clone(&metrics)))
+        .expect("ftpgate bind");
+    let addrs = bound.local_addrs();
+    let token = CancellationToken::new();
+    let join = rt.spawn(bound.serve(token.clone()));
+    (
+        Proxy {
+            addr: addrs[0].1,
+            metrics,
+            token,
+            join,
+        },
+        addrs,
+    )
+}
+
+/// Like [`start_unftp`], but listening on `bind` (e.g. `127.0.0.2:0`, `[::1]:0`, or the
+/// address of a server stopped earlier) and, when given, greeting with `220 {greeting}`.
+pub fn start_unftp_at(
+    rt: &Runtime,
+    bind: SocketAddr,
+    root: &Path,
+    ports: RangeInclusive<u16>,
+    greeting: Option<&'static str>,
+) -> Unftp {
+    let root = root.to_path_buf();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .unwrap_or_else(|e| panic!("bind libunftp control listener on {bind}: {e}"));
+    let addr = listener.local_addr().expect("libunftp addr");
+    let task = rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let root = root.clone();
+            let mut builder = libunftp::ServerBuilder::new(Box::new(move || {
+                unftp_sbe_fs::Filesystem::new(root.clone()).expect("libunftp filesystem root")
+            }))
+            .passive_ports(ports.clone())
+            .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive);
+            if let Some(g) = greeting {
+                builder = builder.greeting(g);
+            }
+            let server = builder.build().expect("libunftp server");
+            tokio::spawn(server.service(stream));
+        }
+    });
+    Unftp { addr, task }
+}
+
+/// Stops a libunftp's accept loop (its listener closes; sessions already running go on)
+/// and waits (bounded) until its port refuses connections.
+pub fn stop_unftp(u: Unftp) {
+    let addr = u.addr;
+    drop(u);
+    wait_until(
+        &format!("{addr} to refuse connections"),
+        Duration::from_secs(5),
+        || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+    );
+}
+
+/// A scripted server on `bind` that counts the connections it accepts: greets with
+/// `banner` (a full reply line without CRLF), then answers each command line with
+/// `answer(line)`, closing when it returns `None`.
+pub fn start_counting_server(
+    rt: &Runtime,
+    bind: SocketAddr,
+    banner: &'static str,
+    answer: fn(&str) -> Option<String>,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(bind))
+        .unwrap_or_else(|e| panic!("bind counting server on {bind}: {e}"));
+    let addr = listener.local_addr().expect("counting server addr");
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    rt.spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(rd).lines();
+                if wr
+                    .write_all(format!("{banner}\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Some(reply) = answer(line.trim_end()) else {
+                        return;
+                    };
+                    if wr
+                        .write_all(format!("{reply}\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
