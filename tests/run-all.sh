@@ -9,8 +9,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
 rust_rc=0
 interop_rc=0
+lab_rc=0
 interop_out=$(mktemp)
-trap 'rm -f "$interop_out"' EXIT
+lab_out=$(mktemp)
+trap 'rm -f "$interop_out" "$lab_out"' EXIT
 
 echo "=== cargo fmt --check && cargo clippy && cargo build --release && cargo test --release"
 { cargo fmt --all -- --check &&
@@ -22,8 +24,24 @@ echo "=== tests/interop/run.sh"
 FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/interop/run.sh | tee "$interop_out"
 interop_rc=${PIPESTATUS[0]}
 
+echo "=== tests/lab/run.sh"
+FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/lab/run.sh | tee "$lab_out"
+lab_rc=${PIPESTATUS[0]}
+
 status() { if [[ $1 == 0 ]]; then echo ok; else echo "FAILED (exit $1)"; fi; }
-echo "=== rust tests: $(status "$rust_rc"); interop: $(status "$interop_rc")"
-last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$interop_out" | tail -n 1 || true)
-echo "${last:-0 passed, 1 failed}"
-((rust_rc == 0 && interop_rc == 0))
+echo "=== rust tests: $(status "$rust_rc"); interop: $(status "$interop_rc"); lab: $(status "$lab_rc")"
+# counts N M from a part's last "N passed, M failed" line; a part that printed none
+# counts as one failure
+counts() {
+    local last
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1 || true)
+    if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+    else
+        echo "0 1"
+    fi
+}
+read -r ip ifl <<<"$(counts "$interop_out")"
+read -r lp lfl <<<"$(counts "$lab_out")"
+echo "$((ip + lp)) passed, $((ifl + lfl)) failed"
+((rust_rc == 0 && interop_rc == 0 && lab_rc == 0))

@@ -23,6 +23,8 @@ pub enum ClientLeg {
         target: SocketAddr,
         source: IpAddr,
         source_port: Option<u16>,
+        /// Under TPROXY `source` is the server's address, not ours: bind it transparently.
+        transparent: bool,
     },
 }
 
@@ -80,6 +82,7 @@ pub(super) async fn connect_from(
     target: SocketAddr,
     source: IpAddr,
     source_port: Option<u16>,
+    transparent: bool,
     side: Side,
     limit: Duration,
 ) -> Result<TcpStream, DataError> {
@@ -92,6 +95,9 @@ pub(super) async fn connect_from(
         // Leave from the address the peer already knows us by, so that stateful
         // firewalls and the peer's own checks see one host.
         if canonical_ip(source).is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
+            if transparent {
+                socket2::SockRef::from(&socket).set_ip_transparent(true)?;
+            }
             if source_port.is_some() {
                 // Several transfers may leave from port 20 at once, to different peers.
                 socket.set_reuseaddr(true)?;

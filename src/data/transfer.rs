@@ -180,6 +180,7 @@ async fn run(
                 target,
                 source,
                 source_port,
+                transparent,
             } => {
                 // The session drops `start` without sending only when it cancels us.
                 if start.await.is_err() {
@@ -189,6 +190,7 @@ async fn run(
                     *target,
                     *source,
                     *source_port,
+                    *transparent,
                     Side::Client,
                     spec.connect_timeout,
                 )
@@ -199,7 +201,15 @@ async fn run(
     let server = async {
         match &spec.server {
             ServerLeg::Connect { target, source } => {
-                connect_from(*target, *source, None, Side::Server, spec.connect_timeout).await
+                connect_from(
+                    *target,
+                    *source,
+                    None,
+                    false,
+                    Side::Server,
+                    spec.connect_timeout,
+                )
+                .await
             }
             ServerLeg::Accept { listener, expect } => {
                 accept_from(listener, *expect, Side::Server, accept_deadline).await

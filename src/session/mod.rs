@@ -109,6 +109,9 @@ enum Pending {
     },
     /// A transfer command (RETR, STOR, LIST, ...) relayed to the server.
     Transfer,
+    /// A command whose reply the client already has from ftpgate (a transfer that failed
+    /// on our side, or our ABOR after it): the server's replies to it are dropped.
+    Swallow,
 }
 
 #[derive(Debug)]
@@ -381,7 +384,10 @@ impl Session {
                 }
                 continue;
             }
-            let read_client = self.can_read_client();
+            // A complete server line already buffered is handled before the next client
+            // command is read: an unsolicited reply that came with (or before) the last
+            // one must not be paired with a command sent after it (SECURITY.md 6).
+            let read_client = self.can_read_client() && !server.read_buffer().contains(&b'\n');
             let quiet = self.pending.is_empty() && self.transfer.is_none() && self.out.is_empty();
             let step = tokio::select! {
                 frame = client.next(), if read_client => {
@@ -396,17 +402,21 @@ impl Session {
                     }
                 }
                 frame = server.next() => {
-                    idle_deadline = Instant::now() + idle;
-                    match frame {
+                    // A line of a multi-line reply still open is not activity: a server
+                    // trickling an endless reply must not hold the session past `idle`.
+                    let step = match frame {
                         None => Err(self.server_gone().await),
                         Some(Err(e)) => Err(SessionEnd::Io { side: "server", source: e }),
                         Some(Ok(frame)) => self.on_server_frame(frame).await,
+                    };
+                    if !self.assembler.in_progress() {
+                        idle_deadline = Instant::now() + idle;
                     }
+                    step
                 }
                 Some(event) = data.recv() => {
                     idle_deadline = Instant::now() + idle;
-                    self.on_data_event(event);
-                    Ok(())
+                    self.on_data_event(event).await
                 }
                 _ = sleep_until(idle_deadline), if self.transfer.is_none() => {
                     let _ = self.send_now(Reply::new(421, "Timeout: no activity, closing control connection.")).await;
@@ -440,9 +450,11 @@ impl Session {
             && self.out.is_empty()
             && self.transfer.is_none()
             && self.finished.is_none();
-        // During a transfer the client may ABOR; anything else goes to the stash.
-        idle || (self.transfer.is_some()
-            && self.pending.len() < self.ctx.config.limits.max_queued_commands)
+        // During a transfer the client may ABOR, and after a failed one QUIT; anything
+        // else goes to the stash.
+        idle || self.orphaned()
+            || (self.transfer.is_some()
+                && self.pending.len() < self.ctx.config.limits.max_queued_commands)
     }
 
     fn take_stash(&mut self) -> Option<ClientInput> {
@@ -485,7 +497,11 @@ impl Session {
             ClientInput::Command(cmd) if self.transfer.is_some() && cmd.verb == Verb::Abor => {
                 self.on_input(ClientInput::Command(cmd)).await
             }
-            input if self.transfer.is_some() => {
+            ClientInput::Command(cmd) if self.orphaned() && cmd.verb == Verb::Quit => {
+                self.send_now(Reply::new(221, "Goodbye.")).await?;
+                Err(SessionEnd::Quit)
+            }
+            input if self.transfer.is_some() || self.orphaned() => {
                 self.stash = Some(input);
                 Ok(())
             }
@@ -526,23 +542,57 @@ impl Session {
         }
     }
 
-    fn on_data_event(&mut self, event: DataEvent) {
+    async fn on_data_event(&mut self, event: DataEvent) -> Result<(), SessionEnd> {
         match &self.transfer {
-            Some(t) if t.id == event.id => {
-                self.transfer = None;
-                if self
-                    .pending
-                    .iter()
-                    .any(|p| matches!(p.what, Pending::Transfer))
-                {
-                    self.final_deadline =
-                        Some(Instant::now() + self.ctx.config.timeouts.final_reply);
-                }
-                self.finished = Some(event);
-                self.release_held();
+            Some(t) if t.id == event.id => self.transfer = None,
+            _ => {
+                tracing::debug!(data.id = event.id, "event from a superseded transfer");
+                return Ok(());
             }
-            _ => tracing::debug!(data.id = event.id, "event from a superseded transfer"),
         }
+        let awaiting = self
+            .pending
+            .iter()
+            .position(|p| matches!(p.what, Pending::Transfer));
+        let Some(pos) = awaiting else {
+            // The server's final reply came first and is held: release it.
+            self.finished = Some(event);
+            self.release_held();
+            return Ok(());
+        };
+        self.final_deadline = Some(Instant::now() + self.ctx.config.timeouts.final_reply);
+        let Err(e) = &event.result else {
+            self.finished = Some(event);
+            return Ok(());
+        };
+        // The transfer failed on our side: the client learns it now, not when (or if) the
+        // server gets round to its own reply, which is dropped when it comes. An ABOR
+        // makes a server that still waits for its data connection give up.
+        let reply = failure_reply(e);
+        tracing::info!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed");
+        self.out.push_back(Outgoing::Ready(reply));
+        if let Some(p) = self.pending.get_mut(pos) {
+            p.what = Pending::Swallow;
+        }
+        let client_aborted = self
+            .pending
+            .iter()
+            .any(|p| matches!(p.what, Pending::Relay(Verb::Abor)));
+        if !client_aborted {
+            self.forward_raw(b"ABOR", Pending::Swallow).await?;
+        }
+        Ok(())
+    }
+
+    /// Waiting only for replies the client will never see: it may quit meanwhile.
+    fn orphaned(&self) -> bool {
+        !self.pending.is_empty()
+            && self
+                .pending
+                .iter()
+                .all(|p| matches!(p.what, Pending::Swallow))
+            && self.transfer.is_none()
+            && self.out.is_empty()
     }
 
     /// Turns a held transfer reply into a ready one once the transfer has reported. A
@@ -563,12 +613,8 @@ impl Session {
             let reply = match &event.result {
                 // Our data connection never came up: whatever the server made of that, the
                 // client learns the real reason.
-                Err(e) if e.is_setup() => {
-                    Reply::new(425, &format!("Can't open data connection: {e}."))
-                }
-                Err(e) if reply.class() == 2 || reply.is_preliminary() => {
-                    Reply::new(426, &format!("Connection closed; transfer aborted: {e}."))
-                }
+                Err(e) if e.is_setup() => failure_reply(e),
+                Err(e) if reply.class() == 2 || reply.is_preliminary() => failure_reply(e),
                 _ => reply,
             };
             tracing::info!(bytes = event.bytes, code = reply.code, "transfer finished");
@@ -635,5 +681,14 @@ impl Session {
             ))
             .await;
         SessionEnd::ServerClosed
+    }
+}
+
+/// What the client is told when a transfer failed on ftpgate's side.
+fn failure_reply(e: &crate::data::DataError) -> Reply {
+    if e.is_setup() {
+        Reply::new(425, &format!("Can't open data connection: {e}."))
+    } else {
+        Reply::new(426, &format!("Connection closed; transfer aborted: {e}."))
     }
 }

@@ -25,7 +25,7 @@ pub fn advertised_ip(rules: &[AdvertiseRule], client: IpAddr, local: IpAddr) -> 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("address {0} is not the client's address")]
+    #[error("address {0} is not the address of the control connection")]
     ForeignAddress(IpAddr),
     #[error("port {0} is below {MIN_DATA_PORT}")]
     PrivilegedPort(u16),

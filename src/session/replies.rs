@@ -36,7 +36,7 @@ impl Session {
                     self.out.push_back(Outgoing::Ready(reply));
                 }
                 // A 1xx to our own PASV/PORT means nothing to the client.
-                Pending::ServerPasv { .. } | Pending::ServerPort { .. } => {}
+                Pending::ServerPasv { .. } | Pending::ServerPort { .. } | Pending::Swallow => {}
             }
             return Ok(());
         }
@@ -45,6 +45,19 @@ impl Session {
         };
         match what {
             Pending::Relay(verb) => self.final_reply(verb, reply),
+            Pending::Swallow => {
+                tracing::debug!(
+                    code = reply.code,
+                    "server reply to a command already answered"
+                );
+                if !self
+                    .pending
+                    .iter()
+                    .any(|p| matches!(p.what, Pending::Transfer | Pending::Swallow))
+                {
+                    self.final_deadline = None;
+                }
+            }
             Pending::Transfer => {
                 self.final_deadline = None;
                 match self.transfer.as_mut() {
@@ -90,6 +103,9 @@ impl Session {
             Verb::Rein if reply.class() == 2 => {
                 self.logged_in = false;
                 self.epsv_all = false;
+                // The new login gets its own timeout; the session's first deadline may
+                // long be past.
+                self.login_deadline = tokio::time::Instant::now() + self.ctx.config.timeouts.login;
             }
             Verb::Quit => self.closing = true,
             _ => {}
@@ -177,6 +193,7 @@ impl Session {
                 target,
                 source: self.client_local.ip(),
                 source_port: self.ctx.config.data.server_source_port_20.then_some(20),
+                transparent: self.ctx.router.config.tproxy,
             },
         };
         self.next_transfer += 1;
