@@ -688,3 +688,28 @@ fn shutdown_lets_a_running_transfer_finish_then_closes_with_421() {
     c.ctrl.expect_eof();
     s.stop();
 }
+
+#[test]
+fn unused_passive_listener_closes_after_data_accept() {
+    // A PASV port is held for `timeouts.data_accept`, not for the rest of the session.
+    let extra = "timeouts: { connect: 2s, banner: 5s, data_accept: 1s, idle: 30s, data_stall: 10s, shutdown_grace: 2s }\n";
+    let s = setup("pasv_expiry", "passive", extra);
+    std::fs::write(s.dir.path().join("f.bin"), b"hello").expect("write f.bin");
+    let mut c = RawFtp::login(s.proxy.addr, DataMode::Pasv);
+    let r = c.ctrl.expect("PASV", 227);
+    let port = parse_227(&r.lines[0]);
+    assert_eq!(s.proxy.metrics.port_leases.get(), 1);
+    wait_until(
+        "the passive port to be released",
+        Duration::from_secs(5),
+        || s.proxy.metrics.port_leases.get() == 0,
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(&port, Duration::from_secs(1)).is_err(),
+        "the expired passive port still accepts"
+    );
+    c.ctrl.expect("RETR f.bin", 425);
+    c.ctrl.expect("NOOP", 200);
+    c.quit();
+    s.stop();
+}

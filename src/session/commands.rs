@@ -186,6 +186,9 @@ impl Session {
         };
         tracing::debug!(data.listen = %listener.addr, "client passive");
         self.plan = Some(ClientPlan::Passive(listener));
+        // A passive port is held for `data_accept`, not until the session's idle end.
+        self.plan_expires =
+            Some(tokio::time::Instant::now() + self.ctx.config.timeouts.data_accept);
         let code = if extended { 229 } else { 227 };
         self.send_now(Reply {
             code,

@@ -10,8 +10,9 @@
 //! connection has delivered every byte and been closed.
 //!
 //! Flow control is lockstep: a new client command is read only once every earlier one is
-//! answered, except while a transfer runs, when ABOR is acted on at once and any other
-//! command waits in a one-slot stash. That bounds every queue by construction.
+//! answered, except while a transfer runs: then the client is read on, ABOR stops the
+//! transfer at once, and every command (ABOR included, when others wait before it) waits
+//! in a stash of at most `limits.max_queued_commands`, answered in order afterwards.
 
 mod commands;
 mod forward;
@@ -154,7 +155,7 @@ pub(crate) struct Session {
     transfer: Option<TransferHandle>,
     /// The outcome of a transfer whose task ended before the server's final reply came.
     finished: Option<DataEvent>,
-    stash: Option<ClientInput>,
+    stash: VecDeque<ClientInput>,
     logged_in: bool,
     epsv_all: bool,
     seen_command: bool,
@@ -162,6 +163,8 @@ pub(crate) struct Session {
     data_tx: mpsc::Sender<DataEvent>,
     closing: bool,
     login_deadline: Instant,
+    /// When an unused passive listener is closed.
+    plan_expires: Option<Instant>,
     /// Bytes from the client were already buffered behind the current command.
     client_buffered: bool,
     /// The bandwidth buckets this session's transfers pay into.
@@ -183,7 +186,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         )),
         _ => None,
     };
-    let client: BoxedStream = Box::new(client);
+    let client: BoxedStream = Box::new(crate::stream::UrgentSafe(client));
     let (client_rd, mut client_wr) = tokio::io::split(client);
     let mut client_rd = FramedRead::new(client_rd, LineCodec::new(ctx.config.limits.max_line));
 
@@ -224,7 +227,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         plan: None,
         transfer: None,
         finished: None,
-        stash: None,
+        stash: VecDeque::new(),
         logged_in: false,
         epsv_all: false,
         seen_command: forward_user.is_some(),
@@ -233,6 +236,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         closing: false,
         login_deadline,
         client_buffered: false,
+        plan_expires: None,
         throttle: Throttle::new(
             limits
                 .rate_per_session
@@ -422,6 +426,13 @@ impl Session {
                     let _ = self.send_now(Reply::new(421, "Timeout: no activity, closing control connection.")).await;
                     Err(SessionEnd::Idle)
                 }
+                _ = sleep_until(self.plan_expires.unwrap_or(idle_deadline)),
+                    if self.plan_expires.is_some() && matches!(self.plan, Some(ClientPlan::Passive(_))) => {
+                    tracing::debug!("unused passive listener closed after data_accept");
+                    self.plan = None;
+                    self.plan_expires = None;
+                    Ok(())
+                }
                 _ = sleep_until(self.login_deadline), if !self.logged_in => {
                     let _ = self.send_now(Reply::new(421, "Login timeout, closing control connection.")).await;
                     Err(SessionEnd::ClientProtocol("no login in time".into()))
@@ -443,24 +454,26 @@ impl Session {
     }
 
     fn can_read_client(&self) -> bool {
-        if self.closing || self.stash.is_some() {
+        let max = self.ctx.config.limits.max_queued_commands;
+        if self.closing || self.stash.len() >= max || self.pending.len() >= max {
             return false;
         }
-        let idle = self.pending.is_empty()
-            && self.out.is_empty()
-            && self.transfer.is_none()
-            && self.finished.is_none();
-        // During a transfer the client may ABOR, and after a failed one QUIT; anything
-        // else goes to the stash.
+        if self.transfer.is_some() {
+            // The client may ABOR; anything else is stashed.
+            return true;
+        }
+        if !self.stash.is_empty() {
+            return false;
+        }
+        let idle = self.pending.is_empty() && self.out.is_empty() && self.finished.is_none();
+        // After a failed transfer the client may QUIT while the server catches up.
         idle || self.orphaned()
-            || (self.transfer.is_some()
-                && self.pending.len() < self.ctx.config.limits.max_queued_commands)
     }
 
     fn take_stash(&mut self) -> Option<ClientInput> {
         let idle = self.pending.is_empty() && self.out.is_empty() && self.transfer.is_none();
         if idle {
-            self.stash.take()
+            self.stash.pop_front()
         } else {
             None
         }
@@ -495,14 +508,23 @@ impl Session {
             // A transfer is running: only ABOR acts now; anything else waits its turn so
             // that replies stay in command order.
             ClientInput::Command(cmd) if self.transfer.is_some() && cmd.verb == Verb::Abor => {
-                self.on_input(ClientInput::Command(cmd)).await
+                if self.stash.is_empty() {
+                    return self.on_input(ClientInput::Command(cmd)).await;
+                }
+                // Stop the data now; the ABOR itself is answered after the commands the
+                // client sent before it.
+                if let Some(t) = &self.transfer {
+                    t.cancel();
+                }
+                self.stash.push_back(ClientInput::Command(cmd));
+                Ok(())
             }
             ClientInput::Command(cmd) if self.orphaned() && cmd.verb == Verb::Quit => {
                 self.send_now(Reply::new(221, "Goodbye.")).await?;
                 Err(SessionEnd::Quit)
             }
             input if self.transfer.is_some() || self.orphaned() => {
-                self.stash = Some(input);
+                self.stash.push_back(input);
                 Ok(())
             }
             input => self.on_input(input).await,

@@ -110,7 +110,21 @@ impl Session {
             Verb::Quit => self.closing = true,
             _ => {}
         }
-        let reply = if verb == Verb::Feat && reply.lines.len() > 2 {
+        let reply = if matches!(reply.code, 227..=229) {
+            // Only ftpgate's own passive replies may reach the client (SECURITY.md 3):
+            // a server's address text never crosses the proxy, whatever it answered.
+            tracing::warn!(
+                code = reply.code,
+                "passive-mode reply to another command withheld"
+            );
+            Reply::new(
+                502,
+                &format!(
+                    "Unexpected reply {} from the FTP server withheld by the proxy.",
+                    reply.code
+                ),
+            )
+        } else if verb == Verb::Feat && reply.lines.len() > 2 {
             filter_features(reply)
         } else {
             reply

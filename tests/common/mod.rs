@@ -954,3 +954,453 @@ pub fn start_counting_server(
     });
     (addr, count)
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile peers, watched addresses and resource baselines (hostile.rs, resources.rs)
+
+/// One step of a [`start_script_server`] answer.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Write these bytes exactly (include the line ending).
+    Send(Vec<u8>),
+    /// Write these bytes one at a time, `gap` apart.
+    Trickle(Vec<u8>, Duration),
+    /// Write these bytes `n` times (a long stream without holding it in memory).
+    Repeat(Vec<u8>, usize),
+    /// Wait before the next step.
+    Sleep(Duration),
+    /// Close the control connection.
+    Close,
+}
+
+/// `Step::Send` of `text` + CRLF.
+pub fn say(text: &str) -> Step {
+    Step::Send(format!("{text}\r\n").into_bytes())
+}
+
+/// How a scripted server answers one command line (received without its line ending).
+/// An empty answer means silence: the server keeps reading.
+pub type Answer = Arc<dyn Fn(&[u8]) -> Vec<Step> + Send + Sync>;
+
+pub fn answer(f: impl Fn(&[u8]) -> Vec<Step> + Send + Sync + 'static) -> Answer {
+    Arc::new(f)
+}
+
+/// The verb of a command line, upper-cased, and its argument.
+pub fn split_command(line: &[u8]) -> (String, Vec<u8>) {
+    let sp = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let verb = String::from_utf8_lossy(&line[..sp]).to_ascii_uppercase();
+    let arg = line.get(sp + 1..).unwrap_or(&[]).to_vec();
+    (verb, arg)
+}
+
+/// A well-behaved server's answers to the commands that need no data connection:
+/// login, NOOP, PWD, SYST, CWD, REIN, ABOR, QUIT, and `SITE x`, which is echoed as
+/// `200 SITE x` (bytes as received). Everything else gets 502.
+pub fn basic_answer(line: &[u8]) -> Vec<Step> {
+    let (verb, arg) = split_command(line);
+    let text = match verb.as_str() {
+        "USER" => "331 Password required",
+        "PASS" => "230 Logged in",
+        "TYPE" => "200 Type set",
+        "NOOP" => "200 NOOP ok",
+        "PWD" => "257 \"/\" is the current directory",
+        "SYST" => "215 UNIX Type: L8",
+        "CWD" => "250 Directory changed",
+        "REIN" => "220 Ready for a new user",
+        "ABOR" => "226 No transfer to abort",
+        "QUIT" => return vec![say("221 Goodbye"), Step::Close],
+        "SITE" => {
+            let mut reply = b"200 SITE ".to_vec();
+            reply.extend_from_slice(&arg);
+            reply.extend_from_slice(b"\r\n");
+            return vec![Step::Send(reply)];
+        }
+        _ => "502 Command not implemented",
+    };
+    vec![say(text)]
+}
+
+/// A scripted server (see [`start_script_server`]).
+pub struct ScriptServer {
+    pub addr: SocketAddr,
+    /// Every command line received over all connections, without its line ending.
+    seen: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ScriptServer {
+    pub fn seen(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The received lines as (lossy) text, for messages.
+    pub fn seen_text(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }
+
+    /// Control connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Asserts that no received line contains `needle`.
+    pub fn assert_never_saw(&self, needle: &[u8]) {
+        let seen = self.seen();
+        assert!(
+            !seen
+                .iter()
+                .any(|l| l.windows(needle.len()).any(|w| w == needle)),
+            "the server received {:?}: {:?}",
+            String::from_utf8_lossy(needle),
+            self.seen_text()
+        );
+    }
+}
+
+/// A scripted FTP server on 127.0.0.1: runs `banner` on every connection, then answers each
+/// line with `answer(line)`. Lines are read as raw bytes (no Telnet decoding), so a test
+/// sees exactly what ftpgate put on the wire.
+pub fn start_script_server(rt: &Runtime, banner: Vec<Step>, answer: Answer) -> ScriptServer {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind script server");
+    let addr = listener.local_addr().expect("script server addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen2, accepted2) = (Arc::clone(&seen), Arc::clone(&accepted));
+    let task = rt.spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            accepted2.fetch_add(1, Ordering::SeqCst);
+            let (banner, answer, seen) = (banner.clone(), Arc::clone(&answer), Arc::clone(&seen2));
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let (rd, mut wr) = s.into_split();
+                let mut rd = tokio::io::BufReader::new(rd);
+                if !run_steps(&mut wr, banner).await {
+                    return;
+                }
+                loop {
+                    let mut line = Vec::new();
+                    match rd.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(line.clone());
+                    if !run_steps(&mut wr, answer(&line)).await {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    ScriptServer {
+        addr,
+        seen,
+        accepted,
+        task,
+    }
+}
+
+/// Runs `steps`; false once the connection should end (closed, or a write failed).
+async fn run_steps(wr: &mut tokio::net::tcp::OwnedWriteHalf, steps: Vec<Step>) -> bool {
+    use tokio::io::AsyncWriteExt;
+    for step in steps {
+        let ok = match step {
+            Step::Send(bytes) => wr.write_all(&bytes).await.is_ok(),
+            Step::Trickle(bytes, gap) => {
+                let mut ok = true;
+                for b in bytes {
+                    if wr.write_all(&[b]).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                    tokio::time::sleep(gap).await;
+                }
+                ok
+            }
+            Step::Repeat(bytes, n) => {
+                let mut ok = true;
+                for _ in 0..n {
+                    if wr.write_all(&bytes).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+            Step::Sleep(d) => {
+                tokio::time::sleep(d).await;
+                true
+            }
+            Step::Close => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A listener that must never be connected to: it accepts, counts and drops.
+pub struct Watch {
+    pub addr: SocketAddr,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches `bind` (port 0 for any); `None` if it cannot be bound (a privileged port
+/// without root, or a port in use).
+pub fn try_watch(rt: &Runtime, bind: SocketAddr) -> Option<Watch> {
+    let listener = rt
+        .block_on(async { tokio::net::TcpListener::bind(bind).await })
+        .ok()?;
+    let addr = listener.local_addr().ok()?;
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let task = rt.spawn(async move {
+        while let Ok((s, peer)) = listener.accept().await {
+            eprintln!("watch {addr}: connection from {peer}");
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    Some(Watch { addr, hits, task })
+}
+
+/// [`try_watch`] that must succeed.
+pub fn watch(rt: &Runtime, bind: SocketAddr) -> Watch {
+    try_watch(rt, bind).unwrap_or_else(|| panic!("cannot bind a watch on {bind}"))
+}
+
+impl Watch {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Asserts, after a short grace for a late connection attempt, that nobody connected.
+    pub fn assert_untouched(&self, what: &str) {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            self.hits(),
+            0,
+            "{what}: something connected to {}",
+            self.addr
+        );
+    }
+}
+
+/// [`proxy_yaml`] with extra keys inside `data:` (e.g. `server_pasv_address: check`).
+pub fn proxy_yaml_data(
+    upstream: SocketAddr,
+    ports: &Ports,
+    server_mode: &str,
+    data_extra: &str,
+    extra: &str,
+) -> String {
+    let timeouts = if extra.contains("timeouts:") {
+        ""
+    } else {
+        "timeouts: { connect: 2s, banner: 5s, data_accept: 5s, idle: 30s, data_stall: 10s, shutdown_grace: 2s }\n"
+    };
+    let data_extra = if data_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {data_extra}")
+    };
+    format!(
+        "listeners:\n  - name: t\n    bind: 127.0.0.1:0\n    route: {{ kind: fixed, upstreams: [\"{upstream}\"] }}\n\
+         data: {{ passive_ports: {}, server_active_ports: {}, server_mode: {server_mode}{data_extra} }}\n{timeouts}{extra}",
+        range_text(&ports.proxy_passive),
+        range_text(&ports.proxy_active),
+    )
+}
+
+/// (sessions, transfers, port_leases) now.
+pub fn gauges(m: &ftpgate::metrics::Metrics) -> (i64, i64, i64) {
+    (m.sessions.get(), m.transfers.get(), m.port_leases.get())
+}
+
+impl Ctrl {
+    /// Connects and reads a 220 banner.
+    pub fn greeted(addr: SocketAddr) -> Ctrl {
+        let mut c = Ctrl::connect(addr);
+        let r = c.reply();
+        assert_eq!(r.code, 220, "banner {r:?}");
+        c
+    }
+
+    /// Writes `bytes` exactly as given (no CRLF added).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write raw bytes");
+    }
+
+    /// Writes `bytes` exactly, reporting failure (the peer may have closed).
+    pub fn try_write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// Writes `bytes` cut at `cuts` (sorted offsets), `gap` apart, with Nagle off so each
+    /// piece leaves as its own segment.
+    pub fn write_split(&mut self, bytes: &[u8], cuts: &[usize], gap: Duration) {
+        self.writer.set_nodelay(true).expect("nodelay");
+        let mut prev = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let cut = cut.clamp(prev, bytes.len());
+            if cut > prev {
+                self.writer
+                    .write_all(&bytes[prev..cut])
+                    .expect("write piece");
+                prev = cut;
+                std::thread::sleep(gap);
+            }
+        }
+    }
+
+    /// The control socket (for socket options, out-of-band data, shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        &self.writer
+    }
+
+    pub fn set_read_timeout(&self, limit: Duration) {
+        self.writer
+            .set_read_timeout(Some(limit))
+            .expect("read timeout");
+    }
+
+    /// Reads one raw line (bytes, CRLF stripped and required); `None` at EOF.
+    pub fn raw_line(&mut self) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .expect("read control line (timeout?)");
+        if n == 0 {
+            return None;
+        }
+        assert!(buf.ends_with(b"\r\n"), "line not CRLF-terminated: {buf:?}");
+        buf.truncate(buf.len() - 2);
+        Some(buf)
+    }
+
+    /// Everything until EOF (a reset counts as EOF), or an error on a read timeout.
+    pub fn read_to_eof(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.reader.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(out),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a reply, asserts its code, then asserts EOF.
+    pub fn expect_close(&mut self, code: u16) -> Reply {
+        let r = self.reply();
+        assert_eq!(r.code, code, "{r:?}");
+        self.expect_eof();
+        r
+    }
+
+    /// Sends each line and asserts its reply code.
+    pub fn expect_all(&mut self, lines: &[&[u8]], code: u16) {
+        for line in lines {
+            self.send_bytes(line);
+            let r = self.reply();
+            assert_eq!(r.code, code, "{:?} -> {r:?}", String::from_utf8_lossy(line));
+        }
+    }
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident set size of this process, in KiB.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Tasks alive on `rt` (ftpgate's and the fakes' alike).
+pub fn alive_tasks(rt: &Runtime) -> usize {
+    rt.metrics().num_alive_tasks()
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns (soft, hard) afterwards.
+/// The one place the tests need `unsafe`: std has no setrlimit.
+#[allow(unsafe_code)]
+pub fn raise_fd_limit() -> (nix::libc::rlim_t, nix::libc::rlim_t) {
+    use nix::libc;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
+    }
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Panics on tokio worker threads since the hook was installed (by the first call). The
+/// runtime turns a panicking session task into a silently ended session; this makes it
+/// visible.
+pub fn worker_panics() -> usize {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let worker = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-runtime-worker"));
+            if worker {
+                COUNT.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+    COUNT.load(Ordering::SeqCst)
+}
