@@ -418,6 +418,33 @@ fail_column() {
     done
 }
 
+# big_case SERVER MODE PORT: a file over 4 GiB (sparse, with random blocks at the start,
+# across the 4 GiB boundary and at the end, so a 32-bit counter or offset bug shows)
+# downloaded through ftpgate and checksummed as it arrives. INTEROP_BIG=0 skips it.
+big_case() {
+    local server=$1 mode=$2 port=$3 big=$FTPHOME/big.bin got rc=0 t0 blk
+    local size=$((4 * 1024 * 1024 * 1024 + 123457))
+    if [[ ! -f $big ]]; then
+        truncate -s "$size" "$big"
+        for blk in 0 $((4 * 1024 * 1024 / 4 - 1)) $((size / 4096 - 1)); do
+            dd if=/dev/urandom of="$big" bs=4096 seek="$blk" count=2 conv=notrunc status=none
+        done
+        truncate -s "$size" "$big"
+        chown "$FTP_USER:" "$big"
+        BIG_SHA=$(sha256sum "$big" | cut -d' ' -f1)
+    fi
+    REASON="curl or the transfer failed"
+    t0=$EPOCHREALTIME
+    got=$(timeout -k 5 300 curl -sS --ftp-pasv --no-ftp-skip-pasv-ip --connect-timeout 10 \
+        -u "$FTP_USER:$FTP_PASS" "ftp://127.0.0.1:$port/big.bin" -o - | sha256sum | cut -d' ' -f1) || rc=1
+    BYTES=$size SECS=$(elapsed "$t0") TRACE=
+    if [[ $got != "$BIG_SHA" ]]; then
+        rc=1
+        REASON="sha256 of the >4 GiB download is $got, want $BIG_SHA"
+    fi
+    report "$server" "$mode" curl-epsv retr-4GiB "$rc"
+}
+
 # One-off cases about ftpgate itself, reported in the same format.
 gate_case() { # SERVER MODE OP STATUS REASON [SECS]
     BYTES=0 SECS=${6:-0} REASON=$5 TRACE=
@@ -486,6 +513,9 @@ for server in "${SERVERS[@]}"; do
             continue
         fi
         run_column "$server" "$mode" "${GW_PORT[$server.$mode]}" "$glog" "${SERVER_LOGS[@]}"
+        if [[ $server == vsftpd && $mode == passive && ${INTEROP_BIG:-1} == 1 ]]; then
+            big_case "$server" "$mode" "${GW_PORT[$server.$mode]}"
+        fi
         if kill -0 "$FTPGATE_PID" 2>/dev/null; then
             gate_case "$server" "$mode" still-running 0 ""
         else
