@@ -34,5 +34,6 @@ pub mod proto;
 pub mod route;
 pub mod server;
 pub mod session;
+pub mod sockets;
 pub mod stream;
 pub mod telemetry;

@@ -105,7 +105,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
             addr: l.bind,
             source,
         };
-        let listener = listen(l.bind, l.route.tproxy).map_err(err)?;
+        let listener = crate::sockets::listener(l.bind, l.route.tproxy, 1024).map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
         let ctx = Arc::new(SessionContext {
             config: Arc::clone(&config),
@@ -124,21 +124,6 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
         config,
         metrics,
     })
-}
-
-fn listen(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    if transparent {
-        // TPROXY delivers connections addressed to other hosts to this socket.
-        socket2::SockRef::from(&socket).set_ip_transparent(true)?;
-    }
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 /// Fails at start, not at the first transfer, when port 20 cannot be bound.

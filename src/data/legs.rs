@@ -6,7 +6,7 @@ use super::transfer::{DataError, Side};
 use crate::proto::hostport::canonical_ip;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 /// How ftpgate reaches the client for one transfer.
@@ -87,11 +87,7 @@ pub(super) async fn connect_from(
     limit: Duration,
 ) -> Result<TcpStream, DataError> {
     let attempt = async {
-        let socket = if target.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
+        let socket = crate::sockets::socket_for(target)?;
         // Leave from the address the peer already knows us by, so that stateful
         // firewalls and the peer's own checks see one host.
         if canonical_ip(source).is_ipv4() == target.is_ipv4() && !source.is_unspecified() {

@@ -8,7 +8,7 @@ use rand::Rng;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 
 /// How many random probes before scanning the whole range from a random offset.
 const RANDOM_PROBES: usize = 32;
@@ -98,7 +98,7 @@ impl PortPool {
             if !self.reserve(port) {
                 continue;
             }
-            match bind(SocketAddr::new(ip, port), transparent) {
+            match crate::sockets::listener(SocketAddr::new(ip, port), transparent, BACKLOG) {
                 Ok(listener) => {
                     self.metrics.port_leases.inc();
                     let addr = listener
@@ -125,20 +125,4 @@ impl PortPool {
             ip,
         })
     }
-}
-
-fn bind(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // Closed data connections leave TIME_WAIT entries on these ports; without
-    // SO_REUSEADDR a busy proxy would run out of bindable ports for minutes.
-    socket.set_reuseaddr(true)?;
-    if transparent {
-        socket2::SockRef::from(&socket).set_ip_transparent(true)?;
-    }
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
 }

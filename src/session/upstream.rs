@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::FramedRead;
 
@@ -46,11 +46,7 @@ pub struct ServerLegConn {
 
 /// Connects a TCP stream, from `source` when given.
 pub async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = crate::sockets::socket_for(addr)?;
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
