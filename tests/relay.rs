@@ -240,3 +240,67 @@ fn ipv6_client_to_ipv4_server() {
         proxy.stop(&rt);
     }
 }
+
+/// ftpgate asks the server for the next data connection as soon as the client sends
+/// PASV/PORT; commands in between either keep that (SIZE, TYPE, REST...) or make
+/// ftpgate set up a fresh one (CWD), and the transfer is byte-exact either way.
+#[test]
+fn transfers_after_commands_between_pasv_and_retr() {
+    let _dog = Watchdog::new("between_pasv_and_retr", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    let (file, sum) = random_file(300_000);
+    std::fs::write(dir.path().join("sub/f.bin"), &file).expect("write");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    for (server_mode, mode) in [
+        ("passive", DataMode::Pasv),
+        ("active", DataMode::Pasv),
+        ("passive", DataMode::Port),
+        ("active", DataMode::Eprt),
+    ] {
+        let proxy = start_proxy(&rt, unftp.addr, &ports, server_mode, "");
+        let mut c = RawFtp::login(proxy.addr, mode);
+        // Kept: SIZE and TYPE between PASV and RETR.
+        c.ctrl.expect("CWD sub", 250);
+        let prepared = c.prepare();
+        c.ctrl.expect("SIZE f.bin", 213);
+        c.ctrl.expect("TYPE I", 200);
+        let got = retr_prepared(&mut c, prepared, "RETR f.bin");
+        assert_eq!(
+            sha256_hex(&got),
+            sum,
+            "{server_mode} {mode:?} with SIZE/TYPE"
+        );
+        // Replaced: a CWD between PASV and RETR.
+        c.ctrl.expect("CWD /", 250);
+        let prepared = c.prepare();
+        c.ctrl.expect("CWD sub", 250);
+        let got = retr_prepared(&mut c, prepared, "RETR f.bin");
+        assert_eq!(sha256_hex(&got), sum, "{server_mode} {mode:?} with CWD");
+        c.quit();
+        proxy.stop(&rt);
+    }
+}
+
+/// Runs `cmd` on a data connection prepared earlier and returns what it carried.
+fn retr_prepared(c: &mut RawFtp, prepared: Prepared, cmd: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut data = match prepared {
+        Prepared::Connect(_) => {
+            let data = prepared.open();
+            assert_eq!(c.ctrl.cmd(cmd).code / 100, 1, "{cmd}");
+            data
+        }
+        Prepared::Accept(_) => {
+            assert_eq!(c.ctrl.cmd(cmd).code / 100, 1, "{cmd}");
+            prepared.open()
+        }
+    };
+    let mut out = Vec::new();
+    data.read_to_end(&mut out).expect("read data connection");
+    drop(data);
+    c.finish(cmd);
+    out
+}

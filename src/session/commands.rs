@@ -96,6 +96,7 @@ impl Session {
             }
             Verb::Rein => {
                 self.plan = None;
+                self.server_prep = None;
                 self.forward(&cmd, Pending::Relay(Verb::Rein)).await
             }
             verb => self.forward(&cmd, Pending::Relay(verb)).await,
@@ -119,9 +120,13 @@ impl Session {
         cmd: &CommandLine,
         what: Pending,
     ) -> Result<(), SessionEnd> {
+        if !keeps_server_prep(cmd) {
+            // The server may have dropped the data connection we prepared; the next
+            // transfer sets up a fresh one.
+            self.server_prep = None;
+        }
         self.forward_raw(&cmd.line, what).await
     }
-
     pub(super) async fn forward_raw(
         &mut self,
         line: &[u8],
@@ -144,6 +149,7 @@ impl Session {
         }
         // Drop any earlier listener first so a client looping on PASV holds one port.
         self.plan = None;
+        self.server_prep = None;
         let local = canonical_ip(self.client_local.ip());
         let rules = if self.ctx.listener.advertise.is_empty() {
             &self.ctx.config.data.advertise
@@ -194,7 +200,8 @@ impl Session {
             code,
             lines: vec![bytes::Bytes::from(reply)],
         })
-        .await
+        .await?;
+        self.prepare_server().await
     }
 
     /// PORT/EPRT from the client: check the target before anything is sent to it.
@@ -213,6 +220,7 @@ impl Session {
                 .await;
         }
         self.plan = None;
+        self.server_prep = None;
         let parsed: Result<SocketAddr, AddrError> = if cmd.verb == Verb::Port {
             parse_port_arg(&cmd.arg).map(SocketAddr::V4)
         } else {
@@ -238,7 +246,8 @@ impl Session {
             Ok(target) => {
                 self.plan = Some(ClientPlan::Active(target));
                 self.send_now(Reply::new(200, &format!("{name} command successful.")))
-                    .await
+                    .await?;
+                self.prepare_server().await
             }
             Err(e) => {
                 tracing::warn!(data.target = %target, reason = %e, "{name} refused");
@@ -248,35 +257,86 @@ impl Session {
         }
     }
 
-    /// A transfer command: set up the server side per `server_mode`, then send it.
+    /// A transfer command: use the server leg prepared at PASV/PORT time, or set one up
+    /// now per `server_mode`, then send the command.
     async fn client_transfer(&mut self, cmd: CommandLine) -> Result<(), SessionEnd> {
         let Some(plan) = self.plan.take() else {
             return self
                 .send_now(Reply::new(425, "Use PORT or PASV first."))
                 .await;
         };
-        let server_passive = match self.ctx.config.data.server_mode {
+        match self.server_prep.take() {
+            Some(Ok(server)) => self.begin_transfer(cmd, plan, server).await,
+            Some(Err(reason)) => {
+                // Release the client's data port before the client can act on the reply.
+                drop(plan);
+                let text = format!("Can't open data connection: {reason}.");
+                self.send_now(Reply::new(425, &text)).await
+            }
+            None => {
+                let passive = self.server_passive(&plan);
+                self.send_server_setup(passive, Some(Box::new((cmd, plan))))
+                    .await
+            }
+        }
+    }
+
+    fn server_passive(&self, plan: &ClientPlan) -> bool {
+        match self.ctx.config.data.server_mode {
             ServerMode::Passive => true,
             ServerMode::Active => false,
             ServerMode::Client => matches!(plan, ClientPlan::Passive(_)),
-        };
-        let server_v4 = canonical_ip(self.server_peer.ip()).is_ipv4();
-        if server_passive {
-            let line: &[u8] = if server_v4 { b"PASV" } else { b"EPSV" };
-            self.write_server(line).await?;
-            self.pending.push_back(PendingEntry {
-                what: Pending::ServerPasv { cmd, plan },
-                preliminary: 0,
-            });
+        }
+    }
+
+    /// Asks the server for the next transfer's data connection while the client is still
+    /// connecting to us, so the transfer command goes out without a round trip first.
+    async fn prepare_server(&mut self) -> Result<(), SessionEnd> {
+        self.server_prep = None;
+        let Some(plan) = &self.plan else {
             return Ok(());
+        };
+        if !self.logged_in {
+            return Ok(());
+        }
+        let passive = self.server_passive(plan);
+        self.send_server_setup(passive, None).await
+    }
+
+    /// Sends ftpgate's own PASV/EPSV or PORT/EPRT to the server (EPSV/EPRT on IPv6).
+    async fn send_server_setup(
+        &mut self,
+        passive: bool,
+        then: Option<Box<(CommandLine, ClientPlan)>>,
+    ) -> Result<(), SessionEnd> {
+        if passive {
+            let v4 = canonical_ip(self.server_peer.ip()).is_ipv4();
+            let line: &[u8] = if v4 { b"PASV" } else { b"EPSV" };
+            return self
+                .forward_raw(
+                    line,
+                    Pending::ServerSetup {
+                        listener: None,
+                        then,
+                    },
+                )
+                .await;
         }
         let local = canonical_ip(self.server_local.ip());
         let listener = match self.ctx.active_pool.listen(local, false) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "server-side active listener unavailable");
+                let reason = "no free port for the server's data connection".to_string();
+                if then.is_none() {
+                    self.server_prep = Some(Err(reason));
+                    return Ok(());
+                }
                 return self
-                    .send_now(Reply::new(425, "Can't open data connection: no free port."))
+                    .send_now(Reply::new(
+                        425,
+                        &format!("Can't open data connection: {reason}."),
+                    ))
                     .await;
             }
         };
@@ -284,17 +344,24 @@ impl Session {
             SocketAddr::V4(v4) => format!("PORT {}", format_port_arg(v4)),
             v6 => format!("EPRT {}", format_eprt_arg(v6)),
         };
-        self.write_server(line.as_bytes()).await?;
-        self.pending.push_back(PendingEntry {
-            what: Pending::ServerPort {
-                cmd,
-                plan,
-                listener,
-            },
-            preliminary: 0,
-        });
-        Ok(())
+        let what = Pending::ServerSetup {
+            listener: Some(listener),
+            then,
+        };
+        self.forward_raw(line.as_bytes(), what).await
     }
+}
+
+/// What clients send between PASV/PORT and the transfer that leaves a server's pending
+/// data connection alone.
+fn keeps_server_prep(cmd: &CommandLine) -> bool {
+    const SAFE: [&[u8]; 9] = [
+        b"SIZE", b"MDTM", b"NOOP", b"OPTS", b"SYST", b"PWD", b"XPWD", b"ALLO", b"HELP",
+    ];
+    matches!(
+        cmd.verb,
+        Verb::Type | Verb::Mode | Verb::Stru | Verb::Rest | Verb::Feat
+    ) || SAFE.iter().any(|v| cmd.verb_str().eq_ignore_ascii_case(v))
 }
 
 fn family(ip: IpAddr) -> u8 {

@@ -100,13 +100,12 @@ enum ClientPlan {
 enum Pending {
     /// A client command; the final reply is relayed (after `Verb`-specific bookkeeping).
     Relay(Verb),
-    /// ftpgate's own PASV/EPSV towards the server, sent for the client command `cmd`.
-    ServerPasv { cmd: CommandLine, plan: ClientPlan },
-    /// ftpgate's own PORT/EPRT towards the server, with the listener it named.
-    ServerPort {
-        cmd: CommandLine,
-        plan: ClientPlan,
-        listener: DataListener,
+    /// ftpgate's own PASV/EPSV (no listener) or PORT/EPRT (with the listener it named)
+    /// towards the server. With `then`, the transfer command to send once it is
+    /// accepted; without, the result is kept as the prepared server leg.
+    ServerSetup {
+        listener: Option<DataListener>,
+        then: Option<Box<(CommandLine, ClientPlan)>>,
     },
     /// A transfer command (RETR, STOR, LIST, ...) relayed to the server.
     Transfer,
@@ -163,6 +162,9 @@ pub(crate) struct Session {
     data_tx: mpsc::Sender<DataEvent>,
     closing: bool,
     login_deadline: Instant,
+    /// The server side of the next transfer, set up while the client still connects
+    /// (ftpgate asks the server as soon as the client sends PASV/EPSV/PORT/EPRT).
+    server_prep: Option<Result<crate::data::ServerLeg, String>>,
     /// When an unused passive listener is closed.
     plan_expires: Option<Instant>,
     /// Bytes from the client were already buffered behind the current command.
@@ -237,6 +239,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         login_deadline,
         client_buffered: false,
         plan_expires: None,
+        server_prep: None,
         throttle: Throttle::new(
             limits
                 .rate_per_session
@@ -430,6 +433,7 @@ impl Session {
                     if self.plan_expires.is_some() && matches!(self.plan, Some(ClientPlan::Passive(_))) => {
                     tracing::debug!("unused passive listener closed after data_accept");
                     self.plan = None;
+                    self.server_prep = None;
                     self.plan_expires = None;
                     Ok(())
                 }

@@ -3,7 +3,7 @@
 
 use super::policy::{feature_hidden, server_passive_target};
 use super::{ClientPlan, Outgoing, Pending, PendingEntry, Session, SessionEnd, MAX_PRELIMINARY};
-use crate::data::{self, ClientLeg, ServerLeg, TransferSpec};
+use crate::data::{self, ClientLeg, DataListener, ServerLeg, TransferSpec};
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::hostport::{canonical_ip, parse_227, parse_229};
 use crate::proto::reply::Reply;
@@ -36,7 +36,7 @@ impl Session {
                     self.out.push_back(Outgoing::Ready(reply));
                 }
                 // A 1xx to our own PASV/PORT means nothing to the client.
-                Pending::ServerPasv { .. } | Pending::ServerPort { .. } | Pending::Swallow => {}
+                Pending::ServerSetup { .. } | Pending::Swallow => {}
             }
             return Ok(());
         }
@@ -68,29 +68,21 @@ impl Session {
                 self.out.push_back(Outgoing::AfterTransfer(reply));
                 self.release_held();
             }
-            Pending::ServerPasv { cmd, plan } => {
-                self.server_passive_reply(reply, cmd, plan).await?
-            }
-            Pending::ServerPort {
-                cmd,
-                plan,
-                listener,
-            } => {
-                if reply.class() == 2 {
-                    let server = ServerLeg::Accept {
-                        listener,
-                        expect: self.server_peer.ip(),
-                    };
-                    self.begin_transfer(cmd, plan, server).await?;
-                } else {
-                    tracing::info!(code = reply.code, "server refused our PORT/EPRT");
-                    self.out.push_back(Outgoing::Ready(Reply::new(
+            Pending::ServerSetup { listener, then } => {
+                let leg = self.server_leg(&reply, listener);
+                if let Err(reason) = &leg {
+                    tracing::warn!(code = reply.code, %reason, "server data setup failed");
+                }
+                match (then, leg) {
+                    (Some(then), Ok(server)) => {
+                        let (cmd, plan) = *then;
+                        self.begin_transfer(cmd, plan, server).await?
+                    }
+                    (Some(_), Err(reason)) => self.out.push_back(Outgoing::Ready(Reply::new(
                         425,
-                        &format!(
-                            "Can't open data connection: the FTP server refused active mode ({}).",
-                            reply.code
-                        ),
-                    )));
+                        &format!("Can't open data connection: {reason}."),
+                    ))),
+                    (None, leg) => self.server_prep = Some(leg),
                 }
             }
         }
@@ -144,13 +136,27 @@ impl Session {
         Ok(())
     }
 
-    async fn server_passive_reply(
-        &mut self,
-        reply: Reply,
-        cmd: CommandLine,
-        plan: ClientPlan,
-    ) -> Result<(), SessionEnd> {
-        let announced: Result<SocketAddr, String> = match reply.code {
+    /// The server leg that the server's reply to our PASV/EPSV (no listener) or PORT/EPRT
+    /// (our listener) allows, checked against `data.server_pasv_address`.
+    fn server_leg(
+        &self,
+        reply: &Reply,
+        listener: Option<DataListener>,
+    ) -> Result<ServerLeg, String> {
+        if let Some(listener) = listener {
+            return if reply.class() == 2 {
+                Ok(ServerLeg::Accept {
+                    listener,
+                    expect: self.server_peer.ip(),
+                })
+            } else {
+                Err(format!(
+                    "the FTP server refused active mode ({})",
+                    reply.code
+                ))
+            };
+        }
+        let announced = match reply.code {
             227 => parse_227(reply.text())
                 .map(SocketAddr::V4)
                 .map_err(|e| e.to_string()),
@@ -158,38 +164,23 @@ impl Session {
                 .map(|port| SocketAddr::new(self.server_peer.ip(), port))
                 .map_err(|e| e.to_string()),
             code => Err(format!("the FTP server refused passive mode ({code})")),
-        };
+        }?;
         let own = [self.client_local.ip(), self.server_local.ip()];
-        let target = announced.and_then(|a| {
-            server_passive_target(
-                self.ctx.config.data.server_pasv_address,
-                a,
-                self.server_peer.ip(),
-                &own,
-            )
-            .map_err(|e| format!("server passive address refused: {e}"))
-        });
-        match target {
-            Ok(target) => {
-                let server = ServerLeg::Connect {
-                    target,
-                    source: canonical_ip(self.server_local.ip()),
-                };
-                self.begin_transfer(cmd, plan, server).await
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "server passive reply unusable");
-                self.out.push_back(Outgoing::Ready(Reply::new(
-                    425,
-                    &format!("Can't open data connection: {reason}."),
-                )));
-                Ok(())
-            }
-        }
+        let target = server_passive_target(
+            self.ctx.config.data.server_pasv_address,
+            announced,
+            self.server_peer.ip(),
+            &own,
+        )
+        .map_err(|e| format!("server passive address refused: {e}"))?;
+        Ok(ServerLeg::Connect {
+            target,
+            source: canonical_ip(self.server_local.ip()),
+        })
     }
 
     /// Both sides are settled: start the data task, then send the transfer command.
-    async fn begin_transfer(
+    pub(super) async fn begin_transfer(
         &mut self,
         cmd: CommandLine,
         plan: ClientPlan,
