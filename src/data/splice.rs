@@ -16,6 +16,8 @@ use tokio::time::timeout;
 
 /// Linux's default pipe capacity.
 const DEFAULT_PIPE: usize = 1 << 16;
+/// Bytes after which a transfer counts as bulk whatever its segment sizes.
+const GROW_AFTER: u64 = 256 * 1024;
 
 /// The kernel refused splice before any byte moved: the caller may fall back to copying.
 pub(super) struct Unsupported;
@@ -65,10 +67,11 @@ pub(super) async fn splice_pump(
         if in_pipe == 0 {
             break;
         }
-        if in_pipe >= chunk && chunk < pipe_size {
+        if chunk < pipe_size && (in_pipe >= chunk || *counted >= GROW_AFTER) {
             // A bulk transfer: a larger pipe means fewer wake-ups per byte. Grown only
             // now so that small files (listings, many small RETRs) skip the allocation;
-            // the kernel may cap it (pipe-max-size), and 64 KiB still works.
+            // the kernel may cap it (pipe-max-size), and 64 KiB still works. A sender
+            // whose segments never fill 64 KiB at once still gets it after GROW_AFTER.
             let want = i32::try_from(pipe_size).unwrap_or(1 << 20);
             if let Ok(size) = fcntl(&pipe_wr, FcntlArg::F_SETPIPE_SZ(want)) {
                 chunk = usize::try_from(size).unwrap_or(DEFAULT_PIPE);
