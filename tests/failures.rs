@@ -713,3 +713,48 @@ fn unused_passive_listener_closes_after_data_accept() {
     c.quit();
     s.stop();
 }
+
+#[test]
+fn server_source_port_20_connects_to_active_clients_from_port_20() {
+    // RFC 959 servers connect from port 20; some client-side firewalls insist on it.
+    if TcpListener::bind("127.0.0.1:20").is_err() {
+        eprintln!(
+            "SKIPPED server_source_port_20: binding port 20 needs root or CAP_NET_BIND_SERVICE"
+        );
+        return;
+    }
+    let _dog = Watchdog::new("port_20", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file, sum) = random_file(200_000);
+    std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let yaml = proxy_yaml_data(
+        unftp.addr,
+        &ports,
+        "passive",
+        "server_source_port_20: true",
+        "",
+    );
+    let proxy = start_proxy_yaml(&rt, &yaml);
+    let mut c = RawFtp::login(proxy.addr, DataMode::Port);
+    let l = TcpListener::bind("127.0.0.1:0").expect("client data listener");
+    let p = l.local_addr().expect("addr").port();
+    c.ctrl
+        .expect(&format!("PORT 127,0,0,1,{},{}", p >> 8, p & 0xff), 200);
+    assert_eq!(c.ctrl.cmd("RETR f.bin").code / 100, 1);
+    let mut data = accept_timeout(&l, Duration::from_secs(10)).expect("ftpgate connects");
+    assert_eq!(
+        data.peer_addr().expect("peer").port(),
+        20,
+        "source port of the data connection"
+    );
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).expect("read");
+    drop(data);
+    c.finish("RETR f.bin");
+    assert_eq!(sha256_hex(&got), sum);
+    c.quit();
+    proxy.stop(&rt);
+}

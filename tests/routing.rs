@@ -850,3 +850,53 @@ fn client_hash_moves_only_the_clients_of_an_ejected_upstream() {
     }
     proxy.stop(&rt);
 }
+
+// ---------------------------------------------------------------------------------------
+// Health checks with a login probe
+
+fn login_ok(line: &str) -> Option<String> {
+    Some(match line.split(' ').next().unwrap_or("") {
+        "USER" => "331 password please".into(),
+        "PASS" => "230 logged in".into(),
+        "QUIT" => "221 bye".into(),
+        _ => "200 ok".into(),
+    })
+}
+
+fn login_refused(line: &str) -> Option<String> {
+    Some(match line.split(' ').next().unwrap_or("") {
+        "USER" => "331 password please".into(),
+        "PASS" => "530 login incorrect".into(),
+        "QUIT" => "221 bye".into(),
+        _ => "200 ok".into(),
+    })
+}
+
+#[test]
+fn health_login_probe_ejects_an_upstream_that_refuses_logins() {
+    // Both upstreams greet with 220; only a login shows that `refusing` is broken.
+    let _dog = Watchdog::new("health_login", Duration::from_secs(60));
+    let rt = runtime();
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let (good, _) = start_counting_server(&rt, SocketAddr::new(lo, 0), "220 good", login_ok);
+    let (bad, _) = start_counting_server(&rt, SocketAddr::new(lo, 0), "220 bad", login_refused);
+    let proxy = fixed_proxy(
+        &rt,
+        &format!("\"{good}\", \"{bad}\""),
+        "round_robin",
+        ", health: { interval: 100ms, timeout: 500ms, fall: 2, rise: 2, login: { user: probe, password: secret } }",
+        "",
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..10 {
+        let mut c = Ctrl::connect(proxy.addr);
+        let r = c.reply();
+        assert_eq!(r.code, 220);
+        assert!(
+            r.text().contains("good"),
+            "a session went to the upstream that refuses logins: {r:?}"
+        );
+        c.expect("QUIT", 221);
+    }
+    proxy.stop(&rt);
+}
