@@ -758,3 +758,39 @@ fn server_source_port_20_connects_to_active_clients_from_port_20() {
     c.quit();
     proxy.stop(&rt);
 }
+
+#[test]
+fn prepared_server_listener_is_released_but_port_plan_stays() {
+    // server_mode active: a client's PORT makes ftpgate open a listener for the server
+    // at once. Unused for `data_accept`, that listener goes; the PORT itself still holds,
+    // and a later RETR sets up the server side afresh.
+    let extra = "timeouts: { connect: 2s, banner: 5s, data_accept: 1s, idle: 30s, data_stall: 10s, shutdown_grace: 2s }\n";
+    let s = setup("prep_expiry", "active", extra);
+    let (file, sum) = random_file(100_000);
+    std::fs::write(s.dir.path().join("f.bin"), &file).expect("write f.bin");
+    let mut c = RawFtp::login(s.proxy.addr, DataMode::Port);
+    let l = TcpListener::bind("127.0.0.1:0").expect("client data listener");
+    let p = l.local_addr().expect("addr").port();
+    c.ctrl
+        .expect(&format!("PORT 127,0,0,1,{},{}", p >> 8, p & 0xff), 200);
+    c.ctrl.expect("NOOP", 200);
+    assert_eq!(
+        s.proxy.metrics.port_leases.get(),
+        1,
+        "the prepared server listener"
+    );
+    wait_until(
+        "the prepared listener to be released",
+        Duration::from_secs(5),
+        || s.proxy.metrics.port_leases.get() == 0,
+    );
+    assert_eq!(c.ctrl.cmd("RETR f.bin").code / 100, 1);
+    let mut data = accept_timeout(&l, Duration::from_secs(10)).expect("ftpgate connects");
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).expect("read");
+    drop(data);
+    c.finish("RETR f.bin");
+    assert_eq!(sha256_hex(&got), sum);
+    c.quit();
+    s.stop();
+}

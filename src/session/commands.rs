@@ -245,6 +245,8 @@ impl Session {
         match check_client_target(target, self.client_peer.ip()) {
             Ok(target) => {
                 self.plan = Some(ClientPlan::Active(target));
+                self.plan_expires =
+                    Some(tokio::time::Instant::now() + self.ctx.config.timeouts.data_accept);
                 self.send_now(Reply::new(200, &format!("{name} command successful.")))
                     .await?;
                 self.prepare_server().await
@@ -265,6 +267,7 @@ impl Session {
                 .send_now(Reply::new(425, "Use PORT or PASV first."))
                 .await;
         };
+        self.plan_expires = None;
         match self.server_prep.take() {
             Some(Ok(server)) => self.begin_transfer(cmd, plan, server).await,
             Some(Err(reason)) => {

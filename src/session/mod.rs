@@ -165,7 +165,8 @@ pub(crate) struct Session {
     /// The server side of the next transfer, set up while the client still connects
     /// (ftpgate asks the server as soon as the client sends PASV/EPSV/PORT/EPRT).
     server_prep: Option<Result<crate::data::ServerLeg, String>>,
-    /// When an unused passive listener is closed.
+    /// When an unused data setup is let go: a passive listener (with the plan) after
+    /// `data_accept`, and the prepared server leg with it (a PORT plan itself stays).
     plan_expires: Option<Instant>,
     /// Bytes from the client were already buffered behind the current command.
     client_buffered: bool,
@@ -429,10 +430,12 @@ impl Session {
                     let _ = self.send_now(Reply::new(421, "Timeout: no activity, closing control connection.")).await;
                     Err(SessionEnd::Idle)
                 }
-                _ = sleep_until(self.plan_expires.unwrap_or(idle_deadline)),
-                    if self.plan_expires.is_some() && matches!(self.plan, Some(ClientPlan::Passive(_))) => {
-                    tracing::debug!("unused passive listener closed after data_accept");
-                    self.plan = None;
+                _ = sleep_until(self.plan_expires.unwrap_or(idle_deadline)), if self.plan_expires.is_some() => {
+                    tracing::debug!("unused data setup released after data_accept");
+                    if matches!(self.plan, Some(ClientPlan::Passive(_))) {
+                        self.plan = None;
+                    }
+                    // A later transfer sets up the server side afresh.
                     self.server_prep = None;
                     self.plan_expires = None;
                     Ok(())
