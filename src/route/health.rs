@@ -4,10 +4,10 @@
 
 use super::{Router, UpstreamState};
 use crate::config::{HealthConfig, HealthLogin};
-use crate::proto::line::{encode_line, Frame, LineCodec};
+use crate::proto::line::{encode_line, LineCodec};
 use crate::proto::reply::{Reply, ReplyAssembler};
+use crate::session::upstream::next_reply;
 use bytes::BytesMut;
-use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -89,23 +89,16 @@ async fn probe(
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = FramedRead::new(rd, LineCodec::new(4096));
     let mut assembler = ReplyAssembler::new(64, 64 * 1024);
-    let mut next_reply = async || -> Result<Reply, String> {
+    // Preliminary replies (120, 1xx) are skipped; the probe wants each final answer.
+    let mut final_reply = async || -> Result<Reply, String> {
         loop {
-            match rd.next().await {
-                Some(Ok(Frame::Line(line))) => {
-                    if let Some(r) = assembler.push(line).map_err(|e| e.to_string())? {
-                        if !r.is_preliminary() {
-                            return Ok(r);
-                        }
-                    }
-                }
-                Some(Ok(Frame::Rejected(e))) => return Err(e.to_string()),
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("closed".into()),
+            let r = next_reply(&mut rd, &mut assembler).await?;
+            if !r.is_preliminary() {
+                return Ok(r);
             }
         }
     };
-    let banner = next_reply().await?;
+    let banner = final_reply().await?;
     if banner.code != 220 {
         return Err(format!("banner {}", banner.code));
     }
@@ -116,10 +109,10 @@ async fn probe(
     };
     if let Some(HealthLogin { user, password }) = &health.login {
         send(format!("USER {user}").as_bytes()).await?;
-        let mut r = next_reply().await?;
+        let mut r = final_reply().await?;
         if r.code == 331 {
             send(format!("PASS {password}").as_bytes()).await?;
-            r = next_reply().await?;
+            r = final_reply().await?;
         }
         if r.code != 230 {
             return Err(format!("login answered {}", r.code));

@@ -396,7 +396,7 @@ impl Session {
             // command is read: an unsolicited reply that came with (or before) the last
             // one must not be paired with a command sent after it (SECURITY.md 6).
             let read_client = self.can_read_client() && !server.read_buffer().contains(&b'\n');
-            let quiet = self.pending.is_empty() && self.transfer.is_none() && self.out.is_empty();
+            let quiet = self.is_quiet();
             let step = tokio::select! {
                 frame = client.next(), if read_client => {
                     idle_deadline = Instant::now() + idle;
@@ -472,18 +472,22 @@ impl Session {
         if !self.stash.is_empty() {
             return false;
         }
-        let idle = self.pending.is_empty() && self.out.is_empty() && self.finished.is_none();
-        // After a failed transfer the client may QUIT while the server catches up.
-        idle || self.orphaned()
+        // (No transfer here.) After a failed one the client may QUIT while the server
+        // catches up.
+        self.is_quiet() || self.orphaned()
     }
 
     fn take_stash(&mut self) -> Option<ClientInput> {
-        let idle = self.pending.is_empty() && self.out.is_empty() && self.transfer.is_none();
-        if idle {
+        if self.is_quiet() {
             self.stash.pop_front()
         } else {
             None
         }
+    }
+
+    /// Nothing in flight: no command awaiting the server, no transfer, no reply queued.
+    fn is_quiet(&self) -> bool {
+        self.pending.is_empty() && self.transfer.is_none() && self.out.is_empty()
     }
 
     async fn on_client_frame(&mut self, frame: Frame) -> Result<(), SessionEnd> {
@@ -640,10 +644,9 @@ impl Session {
         };
         if let Some(Outgoing::AfterTransfer(reply)) = self.out.remove(pos) {
             let reply = match &event.result {
-                // Our data connection never came up: whatever the server made of that, the
-                // client learns the real reason.
-                Err(e) if e.is_setup() => failure_reply(e),
-                Err(e) if reply.class() == 2 || reply.is_preliminary() => failure_reply(e),
+                // A data connection that never came up: whatever the server made of it, the
+                // client learns the real reason. A failed relay never shows as success.
+                Err(e) if e.is_setup() || reply.class() == 2 => failure_reply(e),
                 _ => reply,
             };
             tracing::info!(bytes = event.bytes, code = reply.code, "transfer finished");

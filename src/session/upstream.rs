@@ -11,7 +11,7 @@ use crate::stream::BoxedStream;
 use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::FramedRead;
@@ -130,24 +130,13 @@ async fn read_banner(
     ctx: &SessionContext,
     reader: &mut FramedRead<ReadHalf<BoxedStream>, LineCodec>,
 ) -> Result<Vec<Reply>, String> {
-    let mut assembler = ReplyAssembler::new(
-        ctx.config.limits.max_reply_lines,
-        ctx.config.limits.max_reply_bytes,
-    );
+    let limits = &ctx.config.limits;
+    let mut assembler = ReplyAssembler::new(limits.max_reply_lines, limits.max_reply_bytes);
     let mut banner = Vec::new();
     loop {
-        let line = match reader.next().await {
-            Some(Ok(Frame::Line(line))) => line,
-            Some(Ok(Frame::Rejected(e))) => return Err(format!("invalid greeting: {e}")),
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("closed before its greeting".into()),
-        };
-        let Some(reply) = assembler
-            .push(line)
-            .map_err(|e| format!("invalid greeting: {e}"))?
-        else {
-            continue;
-        };
+        let reply = next_reply(reader, &mut assembler)
+            .await
+            .map_err(|e| format!("invalid greeting: {e}"))?;
         match reply.code {
             120 if banner.len() < 4 => banner.push(reply),
             220 => {
@@ -160,6 +149,25 @@ async fn read_banner(
                     String::from_utf8_lossy(reply.text())
                 ))
             }
+        }
+    }
+}
+
+/// The next complete reply (1xx included) from a server leg read outside the session:
+/// the greeting, and health probes.
+pub(crate) async fn next_reply<R: AsyncRead + Unpin>(
+    reader: &mut FramedRead<R, LineCodec>,
+    assembler: &mut ReplyAssembler,
+) -> Result<Reply, String> {
+    loop {
+        let line = match reader.next().await {
+            Some(Ok(Frame::Line(line))) => line,
+            Some(Ok(Frame::Rejected(e))) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("closed".into()),
+        };
+        if let Some(reply) = assembler.push(line).map_err(|e| e.to_string())? {
+            return Ok(reply);
         }
     }
 }
