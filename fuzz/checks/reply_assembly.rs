@@ -8,13 +8,16 @@
 //! Invariants checked, for every push:
 //! - the result equals that of a reference model of RFC 959 section 4.2 assembly (first line
 //!   `ddd`, `ddd SP..` or `ddd-..` with first digit 1-5; a multi-line reply ends at the first
-//!   line that is its code then SP or nothing; caps checked after every line, line count
-//!   first; everything forgotten on error);
+//!   line that is its code then SP or nothing; an inner line that starts with three digits
+//!   not followed by `-` gets one leading SP; caps checked after every line, on the padded
+//!   lengths, line count first; everything forgotten on error);
 //! - `in_progress()` is true exactly after `Ok(None)`;
 //! - every `Ok(Some(reply))`: code in 100..=599 and equal to the first line's three digits;
 //!   single-line replies have no `-`, multi-line ones open with `ddd-` and close with an end
-//!   line, no line in between is an end line; 1..=max_lines lines, total bytes <= max_bytes;
-//!   the lines are exactly the ones pushed since the previous reply or error;
+//!   line, no line in between is an end line or starts with three digits and SP or nothing
+//!   (SECURITY.md invariant 12); 1..=max_lines lines, total bytes <= max_bytes; the lines are
+//!   the ones pushed since the previous reply or error, in order, first and last verbatim,
+//!   inner ones padded as above;
 //!   `class()`, `is_preliminary()` and `text()` agree with the code and first line;
 //! - `Reply::encode` of a reply whose lines hold no CR/NUL decodes back (via `LineCodec`)
 //!   to the same lines.
@@ -29,6 +32,21 @@ struct Model {
     max_lines: usize,
     max_bytes: usize,
     open: Option<(String, Vec<Bytes>)>,
+}
+
+/// An inner line as it must be relayed: one SP in front if it starts with three ASCII digits
+/// that are not followed by `-` (RFC 959 section 4.2's advice to servers, applied by the
+/// proxy so no client can read it as a reply).
+fn harmless(line: Bytes) -> Bytes {
+    let digits = line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit);
+    if digits && line.get(3) != Some(&b'-') {
+        let mut v = Vec::with_capacity(line.len() + 1);
+        v.push(b' ');
+        v.extend_from_slice(&line);
+        Bytes::from(v)
+    } else {
+        line
+    }
 }
 
 /// `Some((code digits, more_follows))` if `line` may start a reply.
@@ -65,7 +83,7 @@ impl Model {
             }
             Some((code, mut lines)) => {
                 let done = matches!(start(&line), Some((c, false)) if c == code);
-                lines.push(line);
+                lines.push(if done { line } else { harmless(line) });
                 (code, lines, done)
             }
         };
@@ -110,6 +128,10 @@ fn check_reply(r: &Reply, max_lines: usize, max_bytes: usize) {
         assert!(is_end(r.lines.last().expect("non-empty")), "no end line");
         for mid in &r.lines[1..r.lines.len() - 1] {
             assert!(!is_end(mid), "reply went on past an end line");
+            let reads_final = mid.len() >= 3
+                && mid[..3].iter().all(u8::is_ascii_digit)
+                && matches!(mid.get(3), None | Some(b' '));
+            assert!(!reads_final, "inner line reads as a final reply: {mid:?}");
         }
     }
 

@@ -10,7 +10,9 @@
 //! - transfers and their modifiers (RFC 959 `RETR`/`STOR`/`STOU`/`APPE`/`LIST`/`NLST`/`REST`/
 //!   `ABOR`/`TYPE`/`MODE`/`STRU`, RFC 3659 `MLSD`);
 //! - TLS (RFC 4217 `AUTH`/`PBSZ`/`PROT`/`CCC`) and capability or status replies that may need
-//!   filtering (RFC 2389 `FEAT`, RFC 959 `STAT`).
+//!   filtering (RFC 2389 `FEAT`, RFC 959 `STAT`);
+//! - virtual-host selection (RFC 7151 `HOST`), which comes before login and may decide the
+//!   route; its argument is checked by [`super::args::parse_host`].
 //!
 //! Arguments are kept as bytes: RFC 959 pathnames are not UTF-8 (RFC 2640 is optional), and a
 //! verbatim relay must not re-encode them.
@@ -51,6 +53,7 @@ pub enum Verb {
     Ccc,
     Feat,
     Stat,
+    Host,
     /// A well-formed verb that the proxy does not interpret (`CWD`, `XPWD`, `SITE`, ...).
     Other,
 }
@@ -161,6 +164,7 @@ impl Verb {
             b"CCC" => Verb::Ccc,
             b"FEAT" => Verb::Feat,
             b"STAT" => Verb::Stat,
+            b"HOST" => Verb::Host,
             _ => Verb::Other,
         }
     }
@@ -247,6 +251,19 @@ mod tests {
         assert_eq!(c.verb, Verb::Port);
         assert_eq!(c.verb_str(), b"pOrT");
         assert_eq!(parse(b"ccc").unwrap().verb, Verb::Ccc);
+    }
+
+    #[test]
+    fn host_verb() {
+        let c = parse(b"HOST ftp.example.com").unwrap();
+        assert_eq!(c.verb, Verb::Host);
+        assert_eq!(&c.arg[..], b"ftp.example.com");
+        let c = parse(b"host [2001:db8::1]").unwrap();
+        assert_eq!(c.verb, Verb::Host);
+        assert_eq!(&c.arg[..], b"[2001:db8::1]");
+        assert_eq!(parse(b"HOST").unwrap().verb, Verb::Host);
+        assert_eq!(Verb::Host.direction(), None);
+        assert_eq!(parse(b"HOSTS x").unwrap_err(), CommandError::BadVerb);
     }
 
     #[test]

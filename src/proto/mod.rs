@@ -4,6 +4,8 @@
 //! keeps every parsing and framing decision unit-testable and lets the property tests feed it
 //! arbitrary bytes.
 //!
+//! - [`args`]: strict validators for the arguments the proxy reads before forwarding
+//!   (`REST`, RFC 3659; `TYPE`/`MODE`/`STRU`, RFC 959; `HOST`, RFC 7151).
 //! - [`line`]: bounded line framing with Telnet (RFC 854) handling, for both directions
 //!   (RFC 959 section 4, RFC 1123 section 4.1.2.12).
 //! - [`command`]: the client commands the proxy polices (RFC 959, RFC 2428, RFC 4217,
@@ -12,6 +14,7 @@
 //! - [`hostport`]: PORT/227 (RFC 959, RFC 1123 section 4.1.2.6) and EPRT/EPSV/229 (RFC 2428)
 //!   address encodings.
 
+pub mod args;
 pub mod command;
 pub mod hostport;
 pub mod line;

@@ -8,8 +8,13 @@
 //!
 //! A hostile server could keep a multi-line reply open forever, so the assembler caps the
 //! number of lines and their total size, and forgets everything on error.
+//!
+//! Every reply the assembler completes is safe to relay as it stands (SECURITY.md invariant
+//! 12): an inner line that a lax client could take for a final reply gets one leading `SP`,
+//! as RFC 959 section 4.2 asks servers to do for text lines that begin with digits. See
+//! [`ReplyAssembler::push`] for the exact rule.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::line::encode_line;
 
@@ -18,7 +23,9 @@ use super::line::encode_line;
 pub struct Reply {
     /// The three-digit code.
     pub code: u16,
-    /// Each line as received (with its `ddd-`/`ddd ` prefix), Telnet-decoded, without `CRLF`.
+    /// Each line as received (with its `ddd-`/`ddd ` prefix), Telnet-decoded, without `CRLF`;
+    /// in an assembled reply, inner lines that could read as a reply have a leading `SP`
+    /// (see [`ReplyAssembler::push`]).
     pub lines: Vec<Bytes>,
 }
 
@@ -122,9 +129,42 @@ fn is_end_line(line: &[u8], code: u16) -> bool {
     matches!(parse_start(line), Some((c, Sep::Last)) if c == code)
 }
 
+/// Whether an inner line of a multi-line reply could be read as a reply line of its own:
+/// three ASCII digits (any, not only a valid code) followed by anything but `-`, or nothing.
+///
+/// The strict reading (`ddd SP` or a bare `ddd`, RFC 959 section 4.2) is what curl checks,
+/// but lax parsers go further: Python's `ftplib` ends a multi-line reply at any line that
+/// starts with the code and whose fourth byte is not `-`, so `2110 text` would end a `211`
+/// and everything after it would be read as the reply to the next command. Padding every
+/// `ddd` + non-`-` line covers both readings.
+///
+/// `ddd-` lines are left alone: many servers (ProFTPD, Pure-FTPd, IIS banners) repeat
+/// `ddd-` on every inner line, no client reads such a line as a final reply, and it could
+/// only be taken for the start of a new reply by a client already out of step, which this
+/// padding is there to prevent.
+fn could_read_as_reply(line: &[u8]) -> bool {
+    match line {
+        [a, b, c, rest @ ..] => {
+            a.is_ascii_digit()
+                && b.is_ascii_digit()
+                && c.is_ascii_digit()
+                && rest.first() != Some(&b'-')
+        }
+        _ => false,
+    }
+}
+
+/// `line` with one `SP` in front.
+fn pad(line: &[u8]) -> Bytes {
+    let mut padded = BytesMut::with_capacity(line.len() + 1);
+    padded.put_u8(b' ');
+    padded.extend_from_slice(line);
+    padded.freeze()
+}
+
 impl ReplyAssembler {
     /// An assembler that refuses replies of more than `max_lines` lines or `max_bytes` bytes
-    /// (the sum of the line lengths, without `CRLF`).
+    /// (the sum of the line lengths as relayed, padding included, without `CRLF`).
     pub fn new(max_lines: usize, max_bytes: usize) -> Self {
         ReplyAssembler {
             max_lines,
@@ -142,6 +182,11 @@ impl ReplyAssembler {
     ///
     /// After an error the partial reply is dropped and the next line is treated as the start
     /// of a new reply; the session is expected to close anyway.
+    ///
+    /// Inner lines (neither the first nor the end line of a multi-line reply) that start
+    /// with three ASCII digits followed by anything but `-`, or by nothing, are stored with
+    /// one leading `SP`. The first and end lines, and every other inner line, are kept byte
+    /// for byte; no line is dropped or reordered.
     pub fn push(&mut self, line: Bytes) -> Result<Option<Reply>, ReplyError> {
         let Some(mut pending) = self.pending.take() else {
             let (code, sep) = parse_start(&line).ok_or(ReplyError::Malformed)?;
@@ -158,8 +203,19 @@ impl ReplyAssembler {
         };
         // `pending` is taken out of `self`, so every early return below leaves the assembler
         // reset, as documented.
-        pending.bytes = pending.bytes.saturating_add(line.len());
         let done = is_end_line(&line, pending.code);
+        // Neutralised here, not in the session, so that every consumer of assembled replies
+        // (the session relay, the health checker, anything added later) gets lines that are
+        // safe to relay: text inside a multi-line reply must never read as a final reply or
+        // as a 227/229 to a client that parses more loosely than we do (SECURITY.md
+        // invariants 1 and 12). The caps count the padded line, so an assembled reply never
+        // exceeds `max_bytes` as relayed.
+        let line = if !done && could_read_as_reply(&line) {
+            pad(&line)
+        } else {
+            line
+        };
+        pending.bytes = pending.bytes.saturating_add(line.len());
         pending.lines.push(line);
         self.check(pending.lines.len(), pending.bytes)?;
         if done {
@@ -229,7 +285,13 @@ mod tests {
         assert_eq!(r.code, 211);
         assert_eq!(r.lines.len(), 7);
         assert_eq!(r.text(), b"Features:");
-        assert_eq!(&r.lines[1][..], b"227 (10,0,0,5,0,22)");
+        // Inner lines that could read as a reply are padded; the others are untouched.
+        assert_eq!(&r.lines[1][..], b" 227 (10,0,0,5,0,22)");
+        assert_eq!(&r.lines[2][..], b" 211 not the end (leading space)");
+        assert_eq!(&r.lines[3][..], b"211-still not the end");
+        assert_eq!(&r.lines[4][..], b" 2110 nor this");
+        assert_eq!(&r.lines[5][..], b"");
+        assert_eq!(&r.lines[6][..], b"211 End");
         assert!(!a.in_progress());
     }
 
@@ -337,7 +399,143 @@ mod tests {
         assert_eq!(&out[..], b"211-a\xff\xff\r\n211 end\r\n");
     }
 
+    #[test]
+    fn inner_lines_that_read_as_replies_are_padded() {
+        let mut a = ReplyAssembler::new(20, 1000);
+        let inner: [(&[u8], &[u8]); 14] = [
+            (
+                b"227 Entering Passive Mode (10,0,0,5,0,22)",
+                b" 227 Entering Passive Mode (10,0,0,5,0,22)",
+            ),
+            (b"229 (|||22|)", b" 229 (|||22|)"),
+            (b"226", b" 226"),
+            (b"200 ", b" 200 "),
+            (b"099 not a code but digits", b" 099 not a code but digits"),
+            (b"999", b" 999"),
+            (b"2270", b" 2270"),
+            (b"227x", b" 227x"),
+            (b"211\xff", b" 211\xff"),
+            (b"227-legal continuation", b"227-legal continuation"),
+            (b"211-same code continuation", b"211-same code continuation"),
+            (b"22 two digits", b"22 two digits"),
+            (b"a227 text", b"a227 text"),
+            (b" 227 already padded", b" 227 already padded"),
+        ];
+        assert_eq!(a.push(b(b"211-Status")).unwrap(), None);
+        for (line, _) in inner {
+            assert_eq!(a.push(b(line)).unwrap(), None, "{line:?}");
+        }
+        let r = a.push(b(b"211 End")).unwrap().unwrap();
+        assert_eq!(r.lines.len(), inner.len() + 2);
+        assert_eq!(&r.lines[0][..], b"211-Status");
+        assert_eq!(&r.lines[r.lines.len() - 1][..], b"211 End");
+        for (got, (_, want)) in r.lines[1..].iter().zip(inner) {
+            assert_eq!(&got[..], want);
+        }
+    }
+
+    #[test]
+    fn single_lines_and_end_lines_are_not_padded() {
+        let mut a = ReplyAssembler::new(10, 1000);
+        assert_eq!(
+            &a.push(b(b"227 (1,2,3,4,5,6)")).unwrap().unwrap().lines[0][..],
+            b"227 (1,2,3,4,5,6)"
+        );
+        assert_eq!(a.push(b(b"230-hi")).unwrap(), None);
+        let r = a.push(b(b"230")).unwrap().unwrap();
+        assert_eq!(r.lines, vec![b(b"230-hi"), b(b"230")]);
+    }
+
+    #[test]
+    fn padding_counts_towards_max_bytes() {
+        // "211-a" (5) + "227" (3) + "211" (3) = 11 as received, 12 as relayed.
+        let mut a = ReplyAssembler::new(10, 11);
+        assert_eq!(a.push(b(b"211-a")).unwrap(), None);
+        assert_eq!(a.push(b(b"227")).unwrap(), None);
+        assert_eq!(a.push(b(b"211")), Err(ReplyError::TooLarge));
+        let mut a = ReplyAssembler::new(10, 12);
+        assert_eq!(a.push(b(b"211-a")).unwrap(), None);
+        assert_eq!(a.push(b(b"227")).unwrap(), None);
+        assert_eq!(a.push(b(b"211")).unwrap().unwrap().lines.len(), 3);
+    }
+
+    /// Reference for the padding rule, written from the documented rule.
+    fn model_pad(line: &[u8]) -> Vec<u8> {
+        let digits = line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit);
+        if digits && line.get(3) != Some(&b'-') {
+            [&b" "[..], line].concat()
+        } else {
+            line.to_vec()
+        }
+    }
+
+    /// An inner-line candidate: digits and separators that look like replies, the reply's
+    /// own code, or arbitrary bytes.
+    fn inner_line() -> impl Strategy<Value = Vec<u8>> {
+        let sep = prop_oneof![Just(""), Just(" "), Just("-"), Just("0"), Just("x")];
+        prop_oneof![
+            (0u16..1000, sep.clone(), "[ -~]{0,8}")
+                .prop_map(|(n, s, t)| format!("{n:03}{s}{t}").into_bytes()),
+            (sep, "[ -~]{0,8}").prop_map(|(s, t)| format!("CODE{s}{t}").into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..10),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn assembled_inner_lines_are_harmless(
+            code in 100u16..600,
+            first_text in proptest::collection::vec(any::<u8>(), 0..8),
+            inner in proptest::collection::vec(inner_line(), 0..12),
+            last_text in proptest::collection::vec(any::<u8>(), 0..8),
+            bare_end in any::<bool>(),
+        ) {
+            let code_text = format!("{code:03}");
+            let first = [code_text.as_bytes(), b"-", &first_text].concat();
+            let last = if bare_end {
+                code_text.clone().into_bytes()
+            } else {
+                [code_text.as_bytes(), b" ", &last_text].concat()
+            };
+            // "CODE" stands for this reply's own code; a line that would end the reply
+            // early becomes a legal `ddd-` continuation instead.
+            let inner: Vec<Vec<u8>> = inner
+                .into_iter()
+                .map(|l| {
+                    let l = if l.starts_with(b"CODE") {
+                        [code_text.as_bytes(), &l[4..]].concat()
+                    } else {
+                        l
+                    };
+                    if is_end_line(&l, code) {
+                        [code_text.as_bytes(), b"-", &l[3..]].concat()
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            let mut a = ReplyAssembler::new(64, 64 * 1024);
+            prop_assert_eq!(a.push(Bytes::from(first.clone())), Ok(None));
+            for l in &inner {
+                prop_assert_eq!(a.push(Bytes::from(l.clone())), Ok(None));
+            }
+            let r = a.push(Bytes::from(last.clone())).unwrap().unwrap();
+            prop_assert_eq!(r.code, code);
+            prop_assert_eq!(r.lines.len(), inner.len() + 2);
+            prop_assert_eq!(&r.lines[0][..], &first[..]);
+            prop_assert_eq!(&r.lines[r.lines.len() - 1][..], &last[..]);
+            for (got, sent) in r.lines[1..r.lines.len() - 1].iter().zip(&inner) {
+                // Not a final-reply shape...
+                let reads_final = got.len() >= 3
+                    && got[..3].iter().all(u8::is_ascii_digit)
+                    && matches!(got.get(3), None | Some(b' '));
+                prop_assert!(!reads_final, "{:?}", got);
+                // ...and the same line, in the same place, with at most one SP added.
+                prop_assert_eq!(&got[..], &model_pad(sent)[..]);
+                prop_assert!(got == sent || (got[0] == b' ' && got[1..] == sent[..]));
+            }
+        }
+
         #[test]
         fn push_never_panics(
             lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..20),
@@ -350,6 +548,11 @@ mod tests {
                     prop_assert!((100..600).contains(&r.code));
                     prop_assert!(r.lines.len() <= max_lines);
                     prop_assert!(r.lines.iter().map(Bytes::len).sum::<usize>() <= max_bytes);
+                    if let [_, inner @ .., _] = &r.lines[..] {
+                        for l in inner {
+                            prop_assert!(!could_read_as_reply(l), "{:?}", l);
+                        }
+                    }
                     let _ = r.text();
                 }
             }
