@@ -18,6 +18,8 @@
 
 #[path = "../fuzz/checks/address_codecs.rs"]
 mod address_codecs;
+#[path = "../fuzz/checks/command_args.rs"]
+mod command_args;
 #[path = "../fuzz/checks/command_parse.rs"]
 mod command_parse;
 #[path = "../fuzz/checks/config_parse.rs"]
@@ -39,6 +41,7 @@ type Check = fn(&[u8]);
 const TARGETS: &[(&str, Check)] = &[
     ("line_framing", line_framing::run),
     ("command_parse", command_parse::run),
+    ("command_args", command_args::run),
     ("reply_assembly", reply_assembly::run),
     ("address_codecs", address_codecs::run),
     ("config_parse", config_parse::run),
@@ -241,6 +244,11 @@ fn line_framing_props() {
 #[test]
 fn command_parse_props() {
     fuzz_like("command_parse", command_parse::run);
+}
+
+#[test]
+fn command_args_props() {
+    fuzz_like("command_args", command_args::run);
 }
 
 #[test]
