@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod metrics;
 pub mod netinfo;
 pub mod policy;

@@ -109,7 +109,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
         let addr = listener.local_addr().map_err(err)?;
         let ctx = Arc::new(SessionContext {
             config: Arc::clone(&config),
-            listener: l.clone(),
+            listener: Arc::new(l.clone()),
             passive_pool: Arc::clone(&passive_pool),
             active_pool: Arc::clone(&active_pool),
             metrics: Arc::clone(&metrics),

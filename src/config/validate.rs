@@ -295,6 +295,18 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
             "tproxy applies to a transparent route only",
         ));
     }
+    let host_command = match r.host_command.as_deref().unwrap_or("names") {
+        "names" => HostCommand::Names,
+        "forward" => HostCommand::Forward,
+        "answer" => HostCommand::Answer,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.host_command"),
+                other,
+                "expected names | forward | answer",
+            ))
+        }
+    };
     Ok(RouteConfig {
         kind,
         upstreams,
@@ -302,6 +314,7 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
         health,
         source,
         tproxy,
+        host_command,
     })
 }
 

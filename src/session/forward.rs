@@ -5,7 +5,8 @@
 //! greeting is logged, not relayed: the client has been greeted already.
 
 use super::upstream::{self, ServerLegConn, Target};
-use super::{write_reply, ClientReader, SessionContext, SessionEnd};
+use super::{write_reply, ClientFault, ClientReader, SessionContext, SessionEnd};
+use crate::error::Side;
 use crate::policy::server_allowed;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::Frame;
@@ -41,12 +42,12 @@ pub(super) async fn login(
         let frame = match timeout_at(deadline, client_rd.next()).await {
             Err(_) => {
                 say(client_wr, 421, "Login timeout, closing control connection.").await?;
-                return Err(SessionEnd::ClientProtocol("no login in time".into()));
+                return Err(ClientFault::LoginTimeout.into());
             }
             Ok(None) => return Err(SessionEnd::ClientClosed),
             Ok(Some(Err(e))) => {
                 return Err(SessionEnd::Io {
-                    side: "client",
+                    side: Side::Client,
                     source: e,
                 })
             }
@@ -61,9 +62,7 @@ pub(super) async fn login(
         };
         if crate::proto::command::looks_like_http(&line) {
             say(client_wr, 421, "This is an FTP proxy, not an HTTP proxy.").await?;
-            return Err(SessionEnd::ClientProtocol(
-                "HTTP request on the control port".into(),
-            ));
+            return Err(ClientFault::Http.into());
         }
         let Ok(cmd) = CommandLine::parse(line) else {
             say(client_wr, 500, "Syntax error, command unrecognized.").await?;
@@ -104,7 +103,7 @@ pub(super) async fn login(
         attempts += 1;
         if attempts > MAX_ATTEMPTS {
             say(client_wr, 421, "Too many login attempts.").await?;
-            return Err(SessionEnd::ClientProtocol("too many USER attempts".into()));
+            return Err(ClientFault::TooManyLogins.into());
         }
         let dest = match parse_user_at_host(&cmd.arg) {
             Ok(d) => d,
