@@ -10,8 +10,11 @@
 //!   replies with multi-line assembly, PORT/EPRT/227/229 encodings.
 //! - [`config`]: the YAML file parsed into a typed [`config::Config`].
 //! - [`server`]: listeners, the accept loop, session limits, staged shutdown.
-//! - [`session`]: one task per control connection, owning its state; address policy as
-//!   pure functions in [`session::policy`].
+//! - [`session`]: one task per control connection. [`session::core`] is the sans-IO state
+//!   machine (inputs and `now` in, actions out; one phase enum; table-tested with a fake
+//!   clock); `session::driver` owns the sockets, the clock and the data task and feeds it;
+//!   address policy as pure functions in [`session::policy`].
+//! - [`error`]: the side (client, server, internal) every layer's typed error reports.
 //! - [`route`]: fixed upstreams with balancing and health checks, `USER user@host`,
 //!   transparent destinations; [`policy`]: client and destination ACLs as pure functions.
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
