@@ -111,7 +111,7 @@ impl UpstreamError {
             }
             UpstreamError::BannerTimeout { .. }
             | UpstreamError::Greeting { .. }
-            | UpstreamError::InvalidGreeting { .. } => "the FTP server is not ready",
+            | UpstreamError::InvalidGreeting { .. } => "the FTP server sent no valid greeting",
             UpstreamError::DestinationRefused { .. } => "destination not allowed",
             UpstreamError::NotIntercepted => "no destination for this connection",
             UpstreamError::Local(_) => "internal error",

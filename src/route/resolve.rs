@@ -129,7 +129,7 @@ impl Resolver {
             host: host.to_string(),
             source: e.into(),
         })?;
-        if let Some(ips) = self.from_hosts(&name) {
+        if let Some(ips) = self.hosts_file(&name) {
             return Ok(with_port(ips));
         }
         let Some(dns) = &self.dns else {
@@ -161,7 +161,7 @@ impl Resolver {
         Ok(with_port(ips))
     }
 
-    fn from_hosts(&self, name: &Name) -> Option<Vec<IpAddr>> {
+    fn hosts_file(&self, name: &Name) -> Option<Vec<IpAddr>> {
         let mut ips = Vec::new();
         for rt in [RecordType::A, RecordType::AAAA] {
             if let Some(found) = self
