@@ -96,7 +96,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
     let own_addrs = Arc::new(crate::netinfo::own_addresses());
     let rate_total = config.limits.rate_total.map(crate::data::RateLimit::new);
     // One resolver (and one cache) for every listener.
-    let resolver = Resolver::system().await;
+    let resolver = Resolver::system(config.timeouts.connect).await;
     if config.data.server_source_port_20 {
         check_port_20(&config)?;
     }

@@ -39,8 +39,11 @@ impl std::fmt::Debug for Resolver {
 impl Resolver {
     /// The system's configuration (`/etc/resolv.conf`, `/etc/hosts`), read off the async
     /// workers. A file that cannot be read is logged and replaced by an empty default.
-    pub async fn system() -> Resolver {
-        match tokio::task::spawn_blocking(Resolver::from_system_blocking).await {
+    /// `limit` is the bound callers put on a look-up (`timeouts.connect`): each DNS query
+    /// gives up well within it, so that an A answer is not lost waiting for an AAAA query
+    /// a broken server never answers.
+    pub async fn system(limit: Duration) -> Resolver {
+        match tokio::task::spawn_blocking(move || Resolver::from_system_blocking(limit)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the resolver configuration; DNS disabled");
@@ -54,14 +57,16 @@ impl Resolver {
     }
 
     /// Reads the system configuration; blocks on file reads.
-    pub fn from_system_blocking() -> Resolver {
-        let (config, opts) = match hickory_resolver::system_conf::read_system_conf() {
+    pub fn from_system_blocking(limit: Duration) -> Resolver {
+        let (config, mut opts) = match hickory_resolver::system_conf::read_system_conf() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read /etc/resolv.conf: only IP literals, localhost and /etc/hosts names will resolve");
                 (ResolverConfig::default(), ResolverOpts::default())
             }
         };
+        opts.attempts = opts.attempts.clamp(1, 2);
+        opts.timeout = opts.timeout.min(limit / 3).max(Duration::from_millis(100));
         let hosts = match Hosts::from_system() {
             Ok(h) => h,
             Err(e) => {
@@ -270,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_system_resolver_builds_and_knows_localhost() {
-        let r = Resolver::system().await;
+        let r = Resolver::system(LIMIT).await;
         assert_eq!(
             r.lookup("localhost", 21, LIMIT).await.ok().map(|a| a[0]),
             Some(SocketAddr::from(([127, 0, 0, 1], 21)))
