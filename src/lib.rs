@@ -16,7 +16,11 @@
 //!   address policy as pure functions in [`session::policy`].
 //! - [`error`]: the side (client, server, internal) every layer's typed error reports.
 //! - [`route`]: fixed upstreams with balancing and health checks, `USER user@host`,
-//!   transparent destinations; [`policy`]: client and destination ACLs as pure functions.
+//!   transparent destinations; opening the server leg ([`route::upstream`]) with the
+//!   shared asynchronous [`route::Resolver`]; typed [`route::UpstreamError`]s with
+//!   client-safe texts. [`policy`]: client and destination ACLs as pure functions.
+//! - [`wire`]: control-connection I/O below both `session` and `route`: whole replies
+//!   from a framed reader (the greeting, health probes).
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
 //! - [`stream`]: the stream trait the legs are written against (TLS later).
 //! - [`metrics`], [`telemetry`], [`cli`].
@@ -41,3 +45,4 @@ pub mod session;
 pub mod sockets;
 pub mod stream;
 pub mod telemetry;
+pub mod wire;

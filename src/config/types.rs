@@ -12,6 +12,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
+    /// Things that work but are probably not what the operator meant; printed once
+    /// logging has started (and by `ftpgate check`), not part of the effective config.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,7 +14,7 @@ pub enum SessionEnd {
     #[error("server closed the connection")]
     ServerClosed,
     #[error("upstream unavailable: {0}")]
-    Upstream(String),
+    Upstream(crate::route::UpstreamError),
     #[error("server protocol error: {0}")]
     Server(#[from] ServerFault),
     #[error("client protocol error: {0}")]
@@ -33,9 +33,8 @@ impl SessionEnd {
         match self {
             SessionEnd::ClientClosed | SessionEnd::Quit | SessionEnd::Client(_) => Side::Client,
             SessionEnd::Idle => Side::Client,
-            SessionEnd::ServerClosed | SessionEnd::Upstream(_) | SessionEnd::Server(_) => {
-                Side::Server
-            }
+            SessionEnd::Upstream(e) => e.side(),
+            SessionEnd::ServerClosed | SessionEnd::Server(_) => Side::Server,
             SessionEnd::Shutdown => Side::Internal,
             SessionEnd::Io { side, .. } => *side,
         }

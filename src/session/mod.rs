@@ -17,7 +17,6 @@ mod driver;
 pub mod error;
 mod forward;
 pub mod policy;
-pub mod upstream;
 
 pub use error::{ClientFault, ServerFault, SessionEnd};
 
@@ -86,7 +85,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         }
     };
     tracing::info!(server.addr = %conn.peer, "connected upstream");
-    let upstream::ServerLegConn {
+    let crate::route::upstream::ServerLegConn {
         reader: server_rd,
         writer: server_wr,
         peer: server_peer,
@@ -151,7 +150,7 @@ async fn open_server(
     client_rd: &mut ClientReader,
     client_wr: &mut WriteHalf<BoxedStream>,
     login_deadline: Instant,
-) -> Result<(upstream::ServerLegConn, Option<Vec<u8>>), SessionEnd> {
+) -> Result<(crate::route::ServerLegConn, Option<Vec<u8>>), SessionEnd> {
     let targets = match (ctx.router.config.kind, destination) {
         (RouteKind::UserAtHost, _) => {
             let (conn, user) = forward::login(ctx, client_rd, client_wr, login_deadline).await?;
@@ -161,7 +160,7 @@ async fn open_server(
             .router
             .candidates(client_peer.ip())
             .into_iter()
-            .map(upstream::Target::Upstream)
+            .map(crate::route::Target::Upstream)
             .collect::<Vec<_>>(),
         (RouteKind::Transparent, Some(Ok(dest)))
             if dest != client_local || ctx.router.config.tproxy =>
@@ -173,17 +172,21 @@ async fn open_server(
                 .copied()
                 .filter(|ip| *ip != dest.ip())
                 .collect();
-            if let Err(e) = crate::policy::server_allowed(&ctx.listener.acl.servers, dest, &own) {
-                return Err(refuse(ctx, client_wr, format!("destination not allowed: {e}")).await);
+            if let Err(reason) =
+                crate::policy::server_allowed(&ctx.listener.acl.servers, dest, &own)
+            {
+                let host = dest.ip().to_string();
+                let e = crate::route::UpstreamError::DestinationRefused { host, reason };
+                return Err(refuse(ctx, client_wr, e).await);
             }
-            vec![upstream::Target::Addr(dest)]
+            vec![crate::route::Target::Addr(dest)]
         }
         (RouteKind::Transparent, _) => {
-            let reason = "no original destination (the connection was not intercepted)".to_string();
-            return Err(refuse(ctx, client_wr, reason).await);
+            let e = crate::route::UpstreamError::NotIntercepted;
+            return Err(refuse(ctx, client_wr, e).await);
         }
     };
-    match upstream::open(ctx, &targets).await {
+    match crate::route::upstream::open(&ctx.router, &forward::dial_params(ctx), &targets).await {
         Ok(conn) => Ok((conn, None)),
         Err(reason) => Err(refuse(ctx, client_wr, reason).await),
     }
@@ -192,10 +195,14 @@ async fn open_server(
 async fn refuse(
     ctx: &SessionContext,
     w: &mut WriteHalf<BoxedStream>,
-    reason: String,
+    reason: crate::route::UpstreamError,
 ) -> SessionEnd {
-    tracing::warn!(%reason, "session refused");
-    let reply = Reply::new(421, &format!("Service not available: {reason}."));
+    tracing::warn!(%reason, side = %reason.side(), "session refused");
+    let reply = Reply::new(
+        421,
+        &format!("Service not available: {}.", reason.client_text()),
+    );
     let _ = write_reply(w, &reply, ctx.config.timeouts.data_stall).await;
     SessionEnd::Upstream(reason)
 }
+
