@@ -10,10 +10,17 @@
 //!   replies with multi-line assembly, PORT/EPRT/227/229 encodings.
 //! - [`config`]: the YAML file parsed into a typed [`config::Config`].
 //! - [`server`]: listeners, the accept loop, session limits, staged shutdown.
-//! - [`session`]: one task per control connection, owning its state; address policy as
-//!   pure functions in [`session::policy`].
+//! - [`session`]: one task per control connection. [`session::core`] is the sans-IO state
+//!   machine (inputs and `now` in, actions out; one phase enum; table-tested with a fake
+//!   clock); `session::driver` owns the sockets, the clock and the data task and feeds it;
+//!   address policy as pure functions in [`session::policy`].
+//! - [`error`]: the side (client, server, internal) every layer's typed error reports.
 //! - [`route`]: fixed upstreams with balancing and health checks, `USER user@host`,
-//!   transparent destinations; [`policy`]: client and destination ACLs as pure functions.
+//!   transparent destinations; opening the server leg ([`route::upstream`]) with the
+//!   shared asynchronous [`route::Resolver`]; typed [`route::UpstreamError`]s with
+//!   client-safe texts. [`policy`]: client and destination ACLs as pure functions.
+//! - [`wire`]: control-connection I/O below both `session` and `route`: whole replies
+//!   from a framed reader (the greeting, health probes).
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
 //! - [`stream`]: the stream trait the legs are written against (TLS later).
 //! - [`metrics`], [`telemetry`], [`cli`].
@@ -27,6 +34,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod metrics;
 pub mod netinfo;
 pub mod policy;
@@ -37,3 +45,4 @@ pub mod session;
 pub mod sockets;
 pub mod stream;
 pub mod telemetry;
+pub mod wire;

@@ -12,6 +12,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match ftpgate::config::load(&config) {
             Ok(cfg) => match serde_yaml::to_string(&cfg) {
                 Ok(text) => {
+                    for w in &cfg.warnings {
+                        eprintln!("ftpgate: warning: {w}");
+                    }
                     println!("# effective configuration of {}\n{text}", config.display());
                     ExitCode::SUCCESS
                 }
@@ -34,6 +37,10 @@ fn main() -> ExitCode {
                 }
             };
             ftpgate::telemetry::init(&cfg.log);
+            // Validation runs before logging exists: its warnings are emitted now.
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             match run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::data::PortPool;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::policy::client_allowed;
-use crate::route::{spawn_health_checks, Router};
+use crate::route::{spawn_health_checks, Resolver, Router};
 use crate::session::{self, SessionContext};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +95,8 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
     let active_pool = PortPool::new(config.data.server_active_ports, Arc::clone(&metrics));
     let own_addrs = Arc::new(crate::netinfo::own_addresses());
     let rate_total = config.limits.rate_total.map(crate::data::RateLimit::new);
+    // One resolver (and one cache) for every listener.
+    let resolver = Resolver::system(config.timeouts.connect).await;
     if config.data.server_source_port_20 {
         check_port_20(&config)?;
     }
@@ -109,11 +111,11 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
         let addr = listener.local_addr().map_err(err)?;
         let ctx = Arc::new(SessionContext {
             config: Arc::clone(&config),
-            listener: l.clone(),
+            listener: Arc::new(l.clone()),
             passive_pool: Arc::clone(&passive_pool),
             active_pool: Arc::clone(&active_pool),
             metrics: Arc::clone(&metrics),
-            router: Router::new(l),
+            router: Router::new(l, resolver.clone()),
             own_addrs: Arc::clone(&own_addrs),
             rate_total: rate_total.clone(),
         });

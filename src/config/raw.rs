@@ -60,6 +60,7 @@ pub struct RawRoute {
     pub health: Option<RawHealth>,
     pub source: Option<String>,
     pub tproxy: Option<bool>,
+    pub host_command: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,3 +214,113 @@ fn route_errors() {
     let e = err(&format!("{MINIMAL}limits: {{ rate_total: 10 }}\n"));
     assert!(e.contains("limits.rate_total"), "{e}");
 }
+
+fn listener(route: &str, acl: &str) -> String {
+    format!("listeners:\n  - name: l\n    bind: 127.0.0.1:1\n    route: {route}\n{acl}")
+}
+
+#[test]
+fn a_route_no_destination_rule_allows_is_an_error() {
+    for (text, key) in [
+        // No acl.servers at all.
+        (listener("{ kind: user_at_host }", ""), "`acl.servers.allow`"),
+        (listener("{ kind: transparent }", ""), "`acl.servers.allow`"),
+        // An empty allow list, top-level or the listener's own.
+        (
+            listener("{ kind: user_at_host }", "acl: { servers: { allow: [] } }\n"),
+            "`acl.servers.allow`",
+        ),
+        (
+            listener(
+                "{ kind: transparent }",
+                "    acl: { servers: { deny: [192.0.2.0/24] } }\nacl: { servers: { allow: [0.0.0.0/0] } }\n",
+            ),
+            "`listeners[0].acl.servers.allow`",
+        ),
+        // Every allow rule taken back by a deny rule.
+        (
+            listener(
+                "{ kind: user_at_host }",
+                "acl: { servers: { allow: [\"198.51.100.0/25:21\", \"198.51.100.128/25\"], deny: [198.51.100.0/24] } }\n",
+            ),
+            "`acl.servers.deny`",
+        ),
+    ] {
+        let e = err(&text);
+        assert!(e.contains(key), "{text}\n-> {e}");
+        assert!(e.contains("listener `l`"), "{e}");
+    }
+}
+
+#[test]
+fn destination_rules_that_leave_something_open_are_fine() {
+    for acl in [
+        // The deny rule covers only part of the allowed network...
+        "acl: { servers: { allow: [198.51.100.0/24], deny: [198.51.100.0/25] } }\n",
+        // ... or only some of its ports ...
+        "acl: { servers: { allow: [198.51.100.0/24], deny: [\"198.51.100.0/24:21\"] } }\n",
+        // ... or another address family.
+        "acl: { servers: { allow: [\"::/0\"], deny: [0.0.0.0/0] } }\n",
+    ] {
+        let text = listener("{ kind: user_at_host }", acl);
+        let cfg = parse(&text, "t").unwrap_or_else(|e| panic!("{text}\n-> {e}"));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+}
+
+#[test]
+fn acl_servers_on_a_fixed_route_is_a_warning_not_an_error() {
+    // acl.servers does not restrict a fixed route's upstreams (the operator chose them).
+    let text = listener(
+        "{ kind: fixed, upstreams: [192.0.2.1:21] }",
+        "    acl: { servers: { allow: [] } }\n",
+    );
+    let cfg = parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(
+        cfg.warnings[0].contains("listeners[0].acl.servers") && cfg.warnings[0].contains("`l`"),
+        "{:?}",
+        cfg.warnings
+    );
+    // The top-level section is for the other listeners: no warning.
+    let text = format!("{MINIMAL}acl: {{ servers: {{ allow: [0.0.0.0/0] }} }}\n");
+    let cfg = parse(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Warnings are not part of the effective configuration `check` prints.
+    let shown = serde_yaml::to_string(&cfg).unwrap_or_default();
+    assert!(!shown.contains("warnings"), "{shown}");
+}
+
+#[test]
+fn reply_and_line_limits_are_range_checked() {
+    for (limits, key) in [
+        ("max_reply_bytes: 511", "limits.max_reply_bytes"),
+        ("max_reply_bytes: 2M", "limits.max_reply_bytes"),
+        ("max_reply_bytes: 0", "limits.max_reply_bytes"),
+        // A one-line reply of max_line bytes must fit.
+        (
+            "{ max_line: 8192, max_reply_bytes: 4k }",
+            "limits.max_reply_bytes",
+        ),
+        ("max_reply_lines: 0", "limits.max_reply_lines"),
+        ("max_reply_lines: 100001", "limits.max_reply_lines"),
+        ("max_line: 511", "limits.max_line"),
+        ("max_line: 65537", "limits.max_line"),
+    ] {
+        let limits = if limits.starts_with('{') {
+            limits.to_string()
+        } else {
+            format!("{{ {limits} }}")
+        };
+        let e = err(&format!("{MINIMAL}limits: {limits}\n"));
+        assert!(e.contains(&format!("`{key}`")), "{limits}: {e}");
+    }
+    for limits in [
+        "{ max_line: 512, max_reply_bytes: 512, max_reply_lines: 1 }",
+        "{ max_line: 65536, max_reply_bytes: 1M, max_reply_lines: 100000 }",
+    ] {
+        let cfg = parse(&format!("{MINIMAL}limits: {limits}\n"), "t")
+            .unwrap_or_else(|e| panic!("{limits}: {e}"));
+        assert!(cfg.limits.max_reply_bytes >= cfg.limits.max_line);
+    }
+}

@@ -12,6 +12,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
+    /// Things that work but are probably not what the operator meant; printed once
+    /// logging has started (and by `ftpgate check`), not part of the effective config.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +59,21 @@ pub struct RouteConfig {
     pub source: Option<IpAddr>,
     /// Transparent route with TPROXY: listeners (control and passive data) get IP_TRANSPARENT.
     pub tproxy: bool,
+    /// What to do with a client's RFC 7151 `HOST`.
+    pub host_command: HostCommand,
+}
+
+/// `route.host_command`: which RFC 7151 `HOST` commands reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostCommand {
+    /// Host names are forwarded; a bare IP address (typically ftpgate's own, which is
+    /// what clients such as FileZilla send) is answered by ftpgate with 220 and dropped.
+    Names,
+    /// Every `HOST` is forwarded.
+    Forward,
+    /// No `HOST` is forwarded; ftpgate answers 220 itself.
+    Answer,
 }
 
 #[derive(Debug, Clone, Serialize)]

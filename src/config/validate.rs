@@ -25,6 +25,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         }],
     };
 
+    let mut warnings = Vec::new();
     let mut listeners = Vec::with_capacity(raw.listeners.len());
     for (i, l) in raw.listeners.iter().enumerate() {
         let key = format!("listeners[{i}]");
@@ -49,11 +50,18 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             None => Vec::new(),
         };
         let acl = acl(&key, &l.acl, &raw.acl)?;
-        if route.kind != RouteKind::Fixed && acl.servers.allow.is_empty() {
-            tracing::warn!(
-                listener = %name,
-                "acl.servers.allow is empty: this listener refuses every destination"
-            );
+        let servers_key = match &l.acl.servers {
+            Some(_) => format!("{key}.acl.servers"),
+            None => "acl.servers".to_string(),
+        };
+        if route.kind == RouteKind::Fixed {
+            if l.acl.servers.is_some() {
+                warnings.push(format!(
+                    "{servers_key}: listener `{name}` has a fixed route, whose upstreams acl.servers does not restrict; the section has no effect"
+                ));
+            }
+        } else {
+            destinations_possible(&servers_key, &name, route.kind, &acl.servers)?;
         }
         listeners.push(ListenerConfig {
             name,
@@ -141,7 +149,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             1,
             1_000_000,
         )?,
-        max_line: count("limits.max_line", lim.max_line.as_ref(), 4096, 512, 65536)?,
+        max_line: count(
+            "limits.max_line",
+            lim.max_line.as_ref(),
+            4096,
+            *MAX_LINE.start(),
+            *MAX_LINE.end(),
+        )?,
         max_sessions_per_ip: count(
             "limits.max_sessions_per_ip",
             lim.max_sessions_per_ip.as_ref(),
@@ -149,10 +163,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             1,
             1_000_000,
         )?,
-        max_reply_bytes: size(
+        max_reply_bytes: size_in(
             "limits.max_reply_bytes",
             lim.max_reply_bytes.as_ref(),
             1024 * 1024,
+            MAX_REPLY_BYTES,
         )?,
         max_queued_commands: count(
             "limits.max_queued_commands",
@@ -167,10 +182,20 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             "limits.max_reply_lines",
             lim.max_reply_lines.as_ref(),
             10_000,
-            1,
-            1_000_000,
+            *MAX_REPLY_LINES.start(),
+            *MAX_REPLY_LINES.end(),
         )?,
     };
+    if limits.max_reply_bytes < limits.max_line {
+        return Err(ConfigError::invalid(
+            "limits.max_reply_bytes",
+            limits.max_reply_bytes,
+            format!(
+                "must be at least limits.max_line ({}): a one-line reply must fit",
+                limits.max_line
+            ),
+        ));
+    }
 
     let level = raw.log.level.clone().unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
@@ -206,7 +231,65 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         timeouts,
         limits,
         log: LogConfig { level, format },
+        warnings,
     })
+}
+
+/// `limits.max_line`: RFC 959 lines are short; 512 leaves room for long paths, 64k is
+/// far beyond any real client or server.
+const MAX_LINE: std::ops::RangeInclusive<usize> = 512..=65536;
+/// `limits.max_reply_lines`: a directory listing comes over a data connection, so even
+/// a chatty server's multi-line replies (FEAT, HELP, STAT) stay well below this.
+const MAX_REPLY_LINES: std::ops::RangeInclusive<usize> = 1..=100_000;
+/// `limits.max_reply_bytes`: at least one short line; at most what a session may buffer.
+const MAX_REPLY_BYTES: std::ops::RangeInclusive<usize> = 512..=1024 * 1024;
+
+/// A user_at_host or transparent listener refuses every session unless some destination
+/// rule allows something that no deny rule takes back.
+fn destinations_possible(
+    servers_key: &str,
+    listener: &str,
+    kind: RouteKind,
+    policy: &ServerPolicy,
+) -> Result<()> {
+    let kind = match kind {
+        RouteKind::Fixed => return Ok(()),
+        RouteKind::UserAtHost => "user_at_host",
+        RouteKind::Transparent => "transparent",
+    };
+    if policy.allow.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{servers_key}.allow"),
+            "[]",
+            format!("listener `{listener}` (route.kind {kind}) takes its destinations from clients and needs at least one allow rule; without one it refuses every session"),
+        ));
+    }
+    if let Some(all) = policy
+        .allow
+        .iter()
+        .map(|a| policy.deny.iter().find(|d| rule_covers(d, a)))
+        .collect::<Option<Vec<_>>>()
+    {
+        let allow: Vec<String> = policy.allow.iter().map(|r| r.to_string()).collect();
+        let deny: Vec<String> = all.iter().map(|r| r.to_string()).collect();
+        return Err(ConfigError::invalid(
+            format!("{servers_key}.deny"),
+            deny.join(", "),
+            format!("takes back every allow rule ({}) of listener `{listener}` (route.kind {kind}), which would refuse every session", allow.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Does `deny` refuse everything `allow` admits (network and ports)?
+fn rule_covers(deny: &ServerRule, allow: &ServerRule) -> bool {
+    let net = deny.net.contains(&allow.net);
+    let ports = match (deny.ports, allow.ports) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some((d0, d1)), Some((a0, a1))) => d0 <= a0 && a1 <= d1,
+    };
+    net && ports
 }
 
 fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
@@ -295,6 +378,18 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
             "tproxy applies to a transparent route only",
         ));
     }
+    let host_command = match r.host_command.as_deref().unwrap_or("names") {
+        "names" => HostCommand::Names,
+        "forward" => HostCommand::Forward,
+        "answer" => HostCommand::Answer,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.host_command"),
+                other,
+                "expected names | forward | answer",
+            ))
+        }
+    };
     Ok(RouteConfig {
         kind,
         upstreams,
@@ -302,6 +397,7 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
         health,
         source,
         tproxy,
+        host_command,
     })
 }
 
@@ -598,6 +694,28 @@ fn count(key: &str, v: Option<&Scalar>, default: usize, min: usize, max: usize) 
             key,
             n,
             format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// A byte size (as [`size`]) that must lie in `range`.
+fn size_in(
+    key: &str,
+    v: Option<&Scalar>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize> {
+    let n = size(key, v, default)?;
+    if !range.contains(&n) {
+        return Err(ConfigError::invalid(
+            key,
+            v.map(|v| v.to_string()).unwrap_or_else(|| n.to_string()),
+            format!(
+                "must be between {} and {} bytes",
+                range.start(),
+                range.end()
+            ),
         ));
     }
     Ok(n)

@@ -9,14 +9,12 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-/// How ftpgate reaches the client for one transfer.
+/// How ftpgate reaches the client for one transfer. `L` is the listener type: a bound
+/// [`DataListener`] here, an opaque stand-in in the session core's tests.
 #[derive(Debug)]
-pub enum ClientLeg {
+pub enum ClientLeg<L = DataListener> {
     /// The client connects to our passive listener (it sent PASV/EPSV).
-    Accept {
-        listener: DataListener,
-        expect: IpAddr,
-    },
+    Accept { listener: L, expect: IpAddr },
     /// We connect to the client (it sent PORT/EPRT), from `source` (and port 20 when
     /// `data.server_source_port_20` asks for RFC 959 server behaviour).
     Connect {
@@ -30,14 +28,11 @@ pub enum ClientLeg {
 
 /// How ftpgate reaches the server for one transfer.
 #[derive(Debug)]
-pub enum ServerLeg {
+pub enum ServerLeg<L = DataListener> {
     /// We sent PASV/EPSV to the server and connect where it (and our policy) said.
     Connect { target: SocketAddr, source: IpAddr },
     /// We sent PORT/EPRT to the server; it connects to our listener.
-    Accept {
-        listener: DataListener,
-        expect: IpAddr,
-    },
+    Accept { listener: L, expect: IpAddr },
 }
 
 /// Accepts one connection from `expect`. Connections from anyone else are closed

@@ -58,6 +58,40 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// What a client may be told: which side failed and how, never an address or an OS
+    /// error (those stay in the log, SECURITY.md 12).
+    pub fn client_text(&self) -> &'static str {
+        match self {
+            DataError::AcceptTimeout { side: Side::Client } => {
+                "no data connection from the client in time"
+            }
+            DataError::AcceptTimeout { side: Side::Server } => {
+                "the FTP server did not open its data connection in time"
+            }
+            DataError::ConnectTimeout {
+                side: Side::Client, ..
+            }
+            | DataError::Connect {
+                side: Side::Client, ..
+            } => "cannot connect to the client's data port",
+            DataError::ConnectTimeout {
+                side: Side::Server, ..
+            }
+            | DataError::Connect {
+                side: Side::Server, ..
+            } => "cannot connect to the FTP server's data port",
+            DataError::Io {
+                side: Side::Client, ..
+            } => "the client's data connection failed",
+            DataError::Io {
+                side: Side::Server, ..
+            } => "the FTP server's data connection failed",
+            DataError::Stall { side: Side::Client } => "the client's data connection stalled",
+            DataError::Stall { side: Side::Server } => "the FTP server's data connection stalled",
+            DataError::Cancelled => "transfer aborted",
+        }
+    }
+
     /// True when the data connection was never established (425, not 426).
     pub fn is_setup(&self) -> bool {
         matches!(

@@ -2,19 +2,23 @@
 //! (optionally log in), on a timer. `fall` consecutive failures eject an upstream, `rise`
 //! consecutive successes re-admit it.
 
-use super::{Router, UpstreamState};
+use super::upstream::{dial, DialParams};
+use super::{HealthError, Resolver, Router, UpstreamState};
 use crate::config::{HealthConfig, HealthLogin};
-use crate::proto::line::{encode_line, LineCodec};
+use crate::proto::line::encode_line;
 use crate::proto::reply::{Reply, ReplyAssembler};
-use crate::session::upstream::next_reply;
+use crate::wire::next_reply;
 use bytes::BytesMut;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Caps for the probe's replies: a probe reads a greeting and a login answer, no more.
+const PROBE_MAX_LINE: usize = 4096;
+const PROBE_MAX_REPLY_LINES: usize = 64;
+const PROBE_MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// Records one probe (or session) outcome; logs ejection and re-admission.
 pub(super) fn record(u: &UpstreamState, ok: bool, fall: u32, rise: u32) {
@@ -48,7 +52,15 @@ pub fn spawn_health_checks(
         let u = Arc::clone(u);
         let health = health.clone();
         let shutdown = shutdown.clone();
-        let source = router.config.source;
+        let params = DialParams {
+            source: router.config.source,
+            connect: health.timeout,
+            banner: health.timeout,
+            max_line: PROBE_MAX_LINE,
+            max_reply_lines: PROBE_MAX_REPLY_LINES,
+            max_reply_bytes: PROBE_MAX_REPLY_BYTES,
+        };
+        let resolver = router.resolver.clone();
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(health.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -58,13 +70,14 @@ pub fn spawn_health_checks(
                     _ = shutdown.cancelled() => return,
                 }
                 let outcome =
-                    tokio::time::timeout(health.timeout, probe(&u, &health, source)).await;
+                    tokio::time::timeout(health.timeout, probe(&resolver, &params, &u, &health))
+                        .await;
                 let result = match outcome {
                     Ok(r) => r,
-                    Err(_) => Err("timed out".to_string()),
+                    Err(_) => Err(HealthError::Timeout),
                 };
                 if let Err(reason) = &result {
-                    tracing::debug!(upstream = %u.upstream, %reason, "health check failed");
+                    tracing::debug!(upstream = %u.upstream, %reason, side = %reason.side(), "health check failed");
                 }
                 record(&u, result.is_ok(), health.fall, health.rise);
             }
@@ -72,25 +85,22 @@ pub fn spawn_health_checks(
     }
 }
 
+/// Resolves, connects and reads the 220 exactly as a session does (every address in
+/// turn), then logs in when configured and quits.
 async fn probe(
+    resolver: &Resolver,
+    params: &DialParams,
     u: &UpstreamState,
     health: &HealthConfig,
-    source: Option<std::net::IpAddr>,
-) -> Result<(), String> {
-    let target = format!("{}:{}", u.upstream.host, u.upstream.port);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
-        .await
-        .map_err(|e| e.to_string())?
-        .collect();
-    let addr = addrs.first().ok_or("no address")?;
-    let stream = crate::session::upstream::connect_from(*addr, source)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (rd, mut wr) = tokio::io::split(stream);
-    let mut rd = FramedRead::new(rd, LineCodec::new(4096));
-    let mut assembler = ReplyAssembler::new(64, 64 * 1024);
-    // Preliminary replies (120, 1xx) are skipped; the probe wants each final answer.
-    let mut final_reply = async || -> Result<Reply, String> {
+) -> Result<(), HealthError> {
+    let addrs = resolver
+        .lookup(&u.upstream.host, u.upstream.port, params.connect)
+        .await?;
+    let conn = dial(params, &addrs).await?;
+    let (mut rd, mut wr) = (conn.reader, conn.writer);
+    let mut assembler = ReplyAssembler::new(params.max_reply_lines, params.max_reply_bytes);
+    // Preliminary replies (1xx) are skipped; the probe wants each final answer.
+    let mut final_reply = async || -> Result<Reply, HealthError> {
         loop {
             let r = next_reply(&mut rd, &mut assembler).await?;
             if !r.is_preliminary() {
@@ -98,14 +108,10 @@ async fn probe(
             }
         }
     };
-    let banner = final_reply().await?;
-    if banner.code != 220 {
-        return Err(format!("banner {}", banner.code));
-    }
-    let mut send = async |line: &[u8]| -> Result<(), String> {
+    let mut send = async |line: &[u8]| -> Result<(), HealthError> {
         let mut buf = BytesMut::new();
         encode_line(line, &mut buf);
-        wr.write_all(&buf).await.map_err(|e| e.to_string())
+        wr.write_all(&buf).await.map_err(HealthError::Write)
     };
     if let Some(HealthLogin { user, password }) = &health.login {
         send(format!("USER {user}").as_bytes()).await?;
@@ -115,7 +121,7 @@ async fn probe(
             r = final_reply().await?;
         }
         if r.code != 230 {
-            return Err(format!("login answered {}", r.code));
+            return Err(HealthError::Login { code: r.code });
         }
     }
     send(b"QUIT").await?;

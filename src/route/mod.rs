@@ -2,16 +2,26 @@
 //! server a client names with `USER user@host`, or the client's original destination
 //! under transparent interception. Destination policy (`acl.servers`) applies to the last
 //! two; a fixed route's upstreams are the operator's own choice.
+//!
+//! Below the session: [`upstream`] opens a server leg (resolve, connect from the source
+//! address, read the greeting, fail over), [`Resolver`] resolves names for it, and every
+//! failure is a typed [`UpstreamError`] with a client-safe text.
 
 mod balance;
+mod error;
 mod health;
+mod resolve;
 mod transparent;
+pub mod upstream;
 mod user_at_host;
 
 pub use balance::UpstreamLease;
+pub use error::{HealthError, Side, UpstreamError};
 pub use health::spawn_health_checks;
+pub use resolve::Resolver;
 pub use transparent::original_destination;
-pub use user_at_host::{parse_user_at_host, UserAtHost};
+pub use upstream::{DialParams, ServerLegConn, Target};
+pub use user_at_host::{parse_user_at_host, resolve_allowed, UserAtHost};
 
 use crate::config::{Balance, ListenerConfig, RouteConfig, Upstream};
 use std::net::IpAddr;
@@ -42,11 +52,13 @@ impl UpstreamState {
 pub struct Router {
     pub config: RouteConfig,
     pub upstreams: Vec<Arc<UpstreamState>>,
+    /// The process-wide resolver (fixed-route host names and `user@host` destinations).
+    pub resolver: Resolver,
     next: AtomicUsize,
 }
 
 impl Router {
-    pub fn new(listener: &ListenerConfig) -> Arc<Router> {
+    pub fn new(listener: &ListenerConfig, resolver: Resolver) -> Arc<Router> {
         Arc::new(Router {
             config: listener.route.clone(),
             upstreams: listener
@@ -63,6 +75,7 @@ impl Router {
                     })
                 })
                 .collect(),
+            resolver,
             next: AtomicUsize::new(0),
         })
     }

@@ -3,6 +3,16 @@
 //! The user part may itself contain `@` (e.g. an e-mail address as user name), so the
 //! host is what follows the LAST `@`. IPv6 literals need brackets when a port follows:
 //! `user@[2001:db8::1]:2121`; a bare `user@2001:db8::1` is accepted without a port.
+//!
+//! [`resolve_allowed`] turns the host into the addresses `acl.servers` allows, resolving
+//! once: the addresses checked are the addresses connected to, so a name cannot be
+//! re-pointed between the check and the connect.
+
+use super::{Resolver, UpstreamError};
+use crate::config::ServerPolicy;
+use crate::policy::server_allowed;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAtHost {
@@ -22,6 +32,40 @@ pub enum UserAtHostError {
 }
 
 const MAX_HOST: usize = 253;
+
+/// Resolves `host` once (within `limit`) and keeps the addresses `policy` allows, in
+/// resolver order. When none is allowed the error carries the last refusal (for the log).
+pub async fn resolve_allowed(
+    resolver: &Resolver,
+    host: &str,
+    port: u16,
+    limit: Duration,
+    policy: &ServerPolicy,
+    own: &[IpAddr],
+) -> Result<Vec<SocketAddr>, UpstreamError> {
+    let addrs = resolver.lookup(host, port, limit).await?;
+    let mut refusal = None;
+    let mut allowed = Vec::new();
+    for addr in addrs {
+        match server_allowed(policy, addr, own) {
+            Ok(()) => allowed.push(addr),
+            Err(e) => {
+                tracing::debug!(server.addr = %addr, reason = %e, "address refused by acl.servers");
+                refusal = Some(e);
+            }
+        }
+    }
+    match (allowed.is_empty(), refusal) {
+        (false, _) => Ok(allowed),
+        (true, Some(reason)) => Err(UpstreamError::DestinationRefused {
+            host: host.to_string(),
+            reason,
+        }),
+        (true, None) => Err(UpstreamError::NoAddress {
+            host: host.to_string(),
+        }),
+    }
+}
 
 pub fn parse_user_at_host(arg: &[u8]) -> Result<UserAtHost, UserAtHostError> {
     let at = arg

@@ -4,16 +4,16 @@
 //! check), connects, and replays the login with the bare user name. The server's own
 //! greeting is logged, not relayed: the client has been greeted already.
 
-use super::upstream::{self, ServerLegConn, Target};
-use super::{write_reply, ClientReader, SessionContext, SessionEnd};
-use crate::policy::server_allowed;
+use super::{write_reply, ClientFault, ClientReader, SessionContext, SessionEnd};
+use crate::error::Side;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::Frame;
 use crate::proto::reply::Reply;
-use crate::route::parse_user_at_host;
+use crate::route::{
+    parse_user_at_host, resolve_allowed, upstream, DialParams, ServerLegConn, Target,
+};
 use crate::stream::BoxedStream;
 use futures_util::StreamExt;
-use std::net::SocketAddr;
 use tokio::io::WriteHalf;
 use tokio::time::{timeout_at, Instant};
 
@@ -41,12 +41,12 @@ pub(super) async fn login(
         let frame = match timeout_at(deadline, client_rd.next()).await {
             Err(_) => {
                 say(client_wr, 421, "Login timeout, closing control connection.").await?;
-                return Err(SessionEnd::ClientProtocol("no login in time".into()));
+                return Err(ClientFault::LoginTimeout.into());
             }
             Ok(None) => return Err(SessionEnd::ClientClosed),
             Ok(Some(Err(e))) => {
                 return Err(SessionEnd::Io {
-                    side: "client",
+                    side: Side::Client,
                     source: e,
                 })
             }
@@ -61,9 +61,7 @@ pub(super) async fn login(
         };
         if crate::proto::command::looks_like_http(&line) {
             say(client_wr, 421, "This is an FTP proxy, not an HTTP proxy.").await?;
-            return Err(SessionEnd::ClientProtocol(
-                "HTTP request on the control port".into(),
-            ));
+            return Err(ClientFault::Http.into());
         }
         let Ok(cmd) = CommandLine::parse(line) else {
             say(client_wr, 500, "Syntax error, command unrecognized.").await?;
@@ -104,7 +102,7 @@ pub(super) async fn login(
         attempts += 1;
         if attempts > MAX_ATTEMPTS {
             say(client_wr, 421, "Too many login attempts.").await?;
-            return Err(SessionEnd::ClientProtocol("too many USER attempts".into()));
+            return Err(ClientFault::TooManyLogins.into());
         }
         let dest = match parse_user_at_host(&cmd.arg) {
             Ok(d) => d,
@@ -113,15 +111,26 @@ pub(super) async fn login(
                 continue;
             }
         };
-        let targets = match resolve_allowed(ctx, &dest.host, dest.port).await {
-            Ok(t) => t,
+        let resolved = resolve_allowed(
+            &ctx.router.resolver,
+            &dest.host,
+            dest.port,
+            ctx.config.timeouts.connect,
+            &ctx.listener.acl.servers,
+            &ctx.own_addrs,
+        )
+        .await;
+        let targets: Vec<Target> = match resolved {
+            Ok(addrs) => addrs.into_iter().map(Target::Addr).collect(),
             Err(reason) => {
-                tracing::warn!(server.host = %dest.host, server.port = dest.port, %reason, "destination refused");
-                say(client_wr, 530, &format!("Login refused: {reason}.")).await?;
+                tracing::warn!(server.host = %dest.host, server.port = dest.port, %reason, side = %reason.side(), "destination refused");
+                // The host is the client's own (validated) text; the reason stays in the log.
+                let text = format!("Login refused: {}: {}.", dest.host, reason.client_text());
+                say(client_wr, 530, &text).await?;
                 continue;
             }
         };
-        match upstream::open(ctx, &targets).await {
+        match upstream::open(&ctx.router, &dial_params(ctx), &targets).await {
             Ok(conn) => {
                 for r in &conn.banner {
                     tracing::debug!(code = r.code, text = %String::from_utf8_lossy(r.text()), "server greeting");
@@ -132,10 +141,7 @@ pub(super) async fn login(
                 say(
                     client_wr,
                     421,
-                    &format!(
-                        "Service not available: cannot reach {}: {reason}",
-                        dest.host
-                    ),
+                    &format!("Service not available: cannot reach {}.", dest.host),
                 )
                 .await?;
                 return Err(SessionEnd::Upstream(reason));
@@ -144,31 +150,7 @@ pub(super) async fn login(
     }
 }
 
-/// Resolves once and keeps the addresses policy allows, in resolver order.
-async fn resolve_allowed(
-    ctx: &SessionContext,
-    host: &str,
-    port: u16,
-) -> Result<Vec<Target>, String> {
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(
-        ctx.config.timeouts.connect,
-        tokio::net::lookup_host((host, port)),
-    )
-    .await
-    .map_err(|_| format!("resolving {host} timed out"))?
-    .map_err(|_| format!("cannot resolve {host}"))?
-    .collect();
-    let mut reason = format!("{host} has no address");
-    let mut allowed = Vec::new();
-    for addr in addrs {
-        match server_allowed(&ctx.listener.acl.servers, addr, &ctx.own_addrs) {
-            Ok(()) => allowed.push(Target::Addr(addr)),
-            Err(e) => reason = format!("destination not allowed: {e}"),
-        }
-    }
-    if allowed.is_empty() {
-        Err(reason)
-    } else {
-        Ok(allowed)
-    }
+/// What opening a server leg needs from this session's listener and config.
+pub(super) fn dial_params(ctx: &SessionContext) -> DialParams {
+    DialParams::new(&ctx.router.config, &ctx.config.timeouts, &ctx.config.limits)
 }
