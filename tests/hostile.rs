@@ -1800,20 +1800,27 @@ mod active {
         run_table("active", cases());
     }
 
-    #[test]
-    fn eprt_ipv4_mapped_client_address_is_canonicalised_and_works() {
-        let rig = mini_rig("eprt_mapped_ok", MiniOpts::default(), "passive", "");
-        let mut c = rig.logged_in();
+    /// An active-mode RETR of Mini's payload: the client listens on 127.0.0.1, sends
+    /// `cmd(port)` (200), RETR (150), takes the proxy's data connection and checks the
+    /// bytes and the 226. Returns the client's data port.
+    fn active_retr(c: &mut Ctrl, cmd: impl Fn(u16) -> String) -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").expect("client data listener");
         let p = l.local_addr().expect("addr").port();
-        c.expect(&format!("EPRT |2|::ffff:127.0.0.1|{p}|"), 200);
-        c.send("RETR f");
-        assert_eq!(c.reply().code, 150);
+        c.expect(&cmd(p), 200);
+        c.expect("RETR f", 150);
         let mut data = accept_timeout(&l, IO_TIMEOUT).expect("data connection from the proxy");
         let mut got = Vec::new();
         data.read_to_end(&mut got).expect("read data");
         assert_eq!(c.reply().code, 226);
         assert_eq!(got, *MiniOpts::default().payload);
+        p
+    }
+
+    #[test]
+    fn eprt_ipv4_mapped_client_address_is_canonicalised_and_works() {
+        let rig = mini_rig("eprt_mapped_ok", MiniOpts::default(), "passive", "");
+        let mut c = rig.logged_in();
+        active_retr(&mut c, |p| format!("EPRT |2|::ffff:127.0.0.1|{p}|"));
         assert!(
             !rig.mini().seen().iter().any(|l| l.starts_with("EPRT")),
             "{:?}",
@@ -1827,16 +1834,7 @@ mod active {
     fn the_server_only_ever_sees_the_proxys_own_port_command() {
         let rig = mini_rig("port_rewritten", MiniOpts::default(), "active", "");
         let mut c = rig.logged_in();
-        let l = TcpListener::bind("127.0.0.1:0").expect("client data listener");
-        let p = l.local_addr().expect("addr").port();
-        c.expect(&format!("PORT {}", six([127, 0, 0, 1], p)), 200);
-        c.send("RETR f");
-        assert_eq!(c.reply().code, 150);
-        let mut data = accept_timeout(&l, IO_TIMEOUT).expect("data connection from the proxy");
-        let mut got = Vec::new();
-        data.read_to_end(&mut got).expect("read data");
-        assert_eq!(c.reply().code, 226);
-        assert_eq!(got, *MiniOpts::default().payload);
+        let p = active_retr(&mut c, |p| format!("PORT {}", six([127, 0, 0, 1], p)));
         let ports: Vec<String> = rig
             .mini()
             .seen()

@@ -304,18 +304,9 @@ fn count_and_ms(words: &[String], what: &str) -> (usize, u64) {
 fn five_thousand_idle_sessions() {
     let _serial = serial();
     let _dog = Watchdog::new("five_thousand_idle_sessions", Duration::from_secs(120));
-    let (soft, hard) = raise_fd_limit();
     // This process holds two sockets per session (client and server legs), the child two
     // (client and fake server).
-    let need = (2 * FLEET + 1024) as nix::libc::rlim_t;
-    if !precondition(
-        "five_thousand_idle_sessions",
-        soft >= need,
-        &format!(
-            "RLIMIT_NOFILE is {soft} (hard {hard}), need {need} per process; \
-             raise the hard limit (ulimit -Hn) to run it"
-        ),
-    ) {
+    if !fd_limit_allows("five_thousand_idle_sessions", 2 * FLEET + 1024) {
         return;
     }
     let mut fleet = Fleet::start();
@@ -1044,14 +1035,8 @@ async fn budget_client(
 fn memory_budget(name: &'static str, finish: bool) {
     let _serial = serial();
     let _dog = Watchdog::new(name, Duration::from_secs(120));
-    let (soft, hard) = raise_fd_limit();
     // Four sockets per session in this process: client, both ftpgate legs, server.
-    let need = (4 * BUDGET_SESSIONS + 1024) as nix::libc::rlim_t;
-    if !precondition(
-        name,
-        soft >= need,
-        &format!("RLIMIT_NOFILE is {soft} (hard {hard}), need {need}"),
-    ) {
+    if !fd_limit_allows(name, 4 * BUDGET_SESSIONS + 1024) {
         return;
     }
     let rt = runtime();

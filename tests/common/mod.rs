@@ -1497,6 +1497,19 @@ pub fn raise_fd_limit() -> (nix::libc::rlim_t, nix::libc::rlim_t) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
+/// Raises the fd limit ([`raise_fd_limit`]) and checks, as a [`precondition`] of `test`,
+/// that this process may then hold `need` descriptors.
+pub fn fd_limit_allows(test: &str, need: usize) -> bool {
+    let (soft, hard) = raise_fd_limit();
+    precondition(
+        test,
+        soft >= need as nix::libc::rlim_t,
+        &format!(
+            "RLIMIT_NOFILE is {soft} (hard {hard}), need {need}; raise the hard limit (ulimit -Hn) to run it"
+        ),
+    )
+}
+
 /// Panics on tokio worker threads since the hook was installed (by the first call). The
 /// runtime turns a panicking session task into a silently ended session; this makes it
 /// visible.
