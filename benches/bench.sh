@@ -17,8 +17,13 @@
 #   benches/bench.sh
 #   BENCH_SIZE_MIB=256 BENCH_SESSIONS=30 benches/bench.sh      # quick run
 # Knobs: BENCH_SIZE_MIB=1024 BENCH_REPEAT=3 BENCH_MIRROR_REPEAT=7 BENCH_SESSIONS=100 BENCH_SMALL_FILES=1000
-#        BENCH_SMALL_KIB=4 BENCH_PORT_LO=28000 BENCH_PORT_HI=31999 FTPGATE=path
+#        BENCH_SMALL_KIB=4 BENCH_PORT_LO=12000 BENCH_PORT_HI=19999 FTPGATE=path
 #        FTPGATE_LOG_LEVEL=info BENCH_TIMEOUT=600 (seconds per client command)
+# Ports: the default 12000-19999 overlaps neither the Rust tests' data ports
+# (28000-32749, tests/common/mod.rs) nor the interop suite's (20000-27999,
+# tests/interop/run.sh), and stays below the kernel's ephemeral range (32768-60999 by
+# default, /proc/sys/net/ipv4/ip_local_port_range), so a benchmark can run beside the
+# test suites without a port collision.
 # The machine is small and shared: treat single runs as rough, compare ratios.
 set -euo pipefail
 
@@ -31,8 +36,8 @@ REPEAT=${BENCH_REPEAT:-3}
 SESSIONS=${BENCH_SESSIONS:-100}
 SMALL_FILES=${BENCH_SMALL_FILES:-1000}
 SMALL_KIB=${BENCH_SMALL_KIB:-4}
-PORT_LO=${BENCH_PORT_LO:-28000}
-PORT_HI=${BENCH_PORT_HI:-31999}
+PORT_LO=${BENCH_PORT_LO:-12000}
+PORT_HI=${BENCH_PORT_HI:-19999}
 CMD_TIMEOUT=${BENCH_TIMEOUT:-600}
 for v in SIZE_MIB REPEAT SESSIONS SMALL_FILES SMALL_KIB; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "BENCH_$v must be a positive integer"

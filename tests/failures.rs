@@ -734,10 +734,11 @@ fn unused_passive_listener_closes_after_data_accept() {
 #[test]
 fn server_source_port_20_connects_to_active_clients_from_port_20() {
     // RFC 959 servers connect from port 20; some client-side firewalls insist on it.
-    if TcpListener::bind("127.0.0.1:20").is_err() {
-        eprintln!(
-            "SKIPPED server_source_port_20: binding port 20 needs root or CAP_NET_BIND_SERVICE"
-        );
+    if !precondition(
+        "server_source_port_20_connects_to_active_clients_from_port_20",
+        TcpListener::bind("127.0.0.1:20").is_ok(),
+        "binding port 20 needs root or CAP_NET_BIND_SERVICE",
+    ) {
         return;
     }
     let _dog = Watchdog::new("port_20", Duration::from_secs(60));

@@ -207,8 +207,11 @@ fn many_retrs_one_session_port_server_active() {
 #[test]
 fn ipv6_client_to_ipv4_server() {
     let _dog = Watchdog::new("ipv6_client_to_ipv4_server", Duration::from_secs(60));
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+    if !precondition(
+        "ipv6_client_to_ipv4_server",
+        have_ipv6_loopback(),
+        "no IPv6 loopback (::1) on this machine",
+    ) {
         return;
     }
     let rt = runtime();

@@ -134,6 +134,31 @@ fn spread(listener: SocketAddr, n: usize) -> [usize; 3] {
     hits
 }
 
+/// The longest a health-check flip (fall or rise 2 at a 100-200 ms interval) may take to
+/// show in new sessions.
+const HEALTH_FLIP: Duration = Duration::from_secs(10);
+
+/// Runs rounds of 30 short sessions until two rounds in a row are distributed exactly as
+/// `want` (a round started mid-flip is mixed, and might match by chance once), within
+/// [`HEALTH_FLIP`].
+fn spread_becomes(listener: SocketAddr, want: [usize; 3], what: &str) {
+    let started = std::time::Instant::now();
+    let mut rounds = Vec::new();
+    let ok = poll_until(HEALTH_FLIP, || {
+        rounds.push(spread(listener, 30));
+        rounds.len() >= 2 && rounds[rounds.len() - 2..] == [want, want]
+    });
+    assert!(
+        ok,
+        "{what}: no round of 30 sessions spread as {want:?} within {HEALTH_FLIP:?}: {rounds:?}"
+    );
+    eprintln!(
+        "{what}: spread {want:?} after {:?} ({} rounds)",
+        started.elapsed(),
+        rounds.len()
+    );
+}
+
 /// Three libunftp upstreams greeting `upstream-0..2`, each with its own dir and ports.
 struct Upstreams {
     servers: Vec<Option<Unftp>>,
@@ -270,11 +295,13 @@ fn forward_login_to_ipv6_server() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::new();
-    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
-        eprintln!("no ::1 on this host; skipping the IPv6 forward login");
+    if !precondition(
+        "forward_login_to_ipv6_server",
+        have_ipv6_loopback(),
+        "no IPv6 loopback (::1) on this machine",
+    ) {
         return;
-    };
-    drop(probe);
+    }
     let v6 = start_unftp_at(
         &rt,
         "[::1]:0".parse().unwrap(),
@@ -727,31 +754,30 @@ fn health_checks_eject_a_dead_upstream_and_readmit_it() {
     assert_eq!(spread(proxy.addr, 30), [10, 10, 10], "all healthy");
 
     ups.kill(2);
-    std::thread::sleep(Duration::from_millis(1500));
     // Ejected, not merely failed over: round robin over the two left alternates exactly.
     // (Were upstream 2 still in rotation, its turns would fall to its successor: 20/10.)
-    let hits = spread(proxy.addr, 30);
-    assert_eq!(hits, [15, 15, 0], "after upstream 2 died");
+    // Health checks run every 200 ms with fall 2: new sessions show the flip well within
+    // HEALTH_FLIP.
+    spread_becomes(proxy.addr, [15, 15, 0], "after upstream 2 died");
 
     ups.restart(&rt, 2);
-    std::thread::sleep(Duration::from_millis(1500));
-    let hits = spread(proxy.addr, 30);
-    assert_eq!(hits, [10, 10, 10], "after upstream 2 came back");
+    spread_becomes(proxy.addr, [10, 10, 10], "after upstream 2 came back");
 
-    // Everything dead: 421 with a client-safe reason, then EOF.
+    // Everything dead: before the checks eject them all, a session gets 421 "cannot be
+    // reached"; after, 421 "no FTP server is available" without trying any. Neither names
+    // an upstream.
     for i in 0..3 {
         ups.kill(i);
     }
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut c = Ctrl::connect(proxy.addr);
-    let r = c.reply();
-    assert_eq!(r.code, 421, "all upstreams dead: {r:?}");
-    assert!(
-        r.text().contains("no FTP server is available"),
-        "421 reason: {r:?}"
-    );
-    assert_names_no_internal_detail(&r.text(), &ups.addrs);
-    c.expect_eof();
+    let r = wait_for("a 421 naming no available server", HEALTH_FLIP, || {
+        let mut c = Ctrl::connect(proxy.addr);
+        let r = c.reply();
+        assert_eq!(r.code, 421, "all upstreams dead: {r:?}");
+        assert_names_no_internal_detail(&r.text(), &ups.addrs);
+        c.expect_eof();
+        r.text().contains("no FTP server is available").then_some(r)
+    });
+    assert_eq!(r.lines.len(), 1, "{r:?}");
     proxy.stop(&rt);
 }
 
@@ -861,20 +887,26 @@ fn client_hash_moves_only_the_clients_of_an_ejected_upstream() {
     }
     let victim = (0..3).max_by_key(|&i| per[i]).unwrap_or(0);
     ups.kill(victim);
-    std::thread::sleep(Duration::from_millis(1500));
-    for (ip, was) in clients.iter().zip(&before) {
-        let now = probe_session(proxy.addr, Some(*ip));
-        assert_ne!(
-            now, victim,
-            "client {ip} still sent to the ejected upstream"
-        );
-        if *was != victim {
-            assert_eq!(
-                now, *was,
-                "client {ip} moved although its upstream is healthy"
-            );
+    // No health state is visible from outside, and under rendezvous hashing a dead
+    // upstream's clients fail over to the very upstream they move to once it is ejected,
+    // so the client-visible outcome holds from the kill on. Checked in every round of a
+    // bounded window that spans the ejection (fall 2 at 200 ms), not after a guessed sleep.
+    let mut rounds = 0;
+    poll_until(Duration::from_secs(1), || {
+        rounds += 1;
+        for (ip, was) in clients.iter().zip(&before) {
+            let now = probe_session(proxy.addr, Some(*ip));
+            assert_ne!(now, victim, "client {ip} sent to the dead upstream");
+            if *was != victim {
+                assert_eq!(
+                    now, *was,
+                    "client {ip} moved although its upstream is healthy (round {rounds})"
+                );
+            }
         }
-    }
+        false
+    });
+    assert!(rounds >= 2, "only {rounds} rounds in the ejection window");
     proxy.stop(&rt);
 }
 
@@ -914,7 +946,25 @@ fn health_login_probe_ejects_an_upstream_that_refuses_logins() {
         ", health: { interval: 100ms, timeout: 500ms, fall: 2, rise: 2, login: { user: probe, password: secret } }",
         "",
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // The login probe (interval 100 ms, fall 2) ejects `bad`: poll until two sessions in
+    // a row (one round-robin cycle over both) land on `good`.
+    let mut good_in_a_row = 0;
+    wait_until(
+        "the login-refusing upstream to be ejected",
+        HEALTH_FLIP,
+        || {
+            let mut c = Ctrl::connect(proxy.addr);
+            let r = c.reply();
+            assert_eq!(r.code, 220, "{r:?}");
+            c.expect("QUIT", 221);
+            good_in_a_row = if r.text().contains("good") {
+                good_in_a_row + 1
+            } else {
+                0
+            };
+            good_in_a_row >= 2
+        },
+    );
     for _ in 0..10 {
         let mut c = Ctrl::connect(proxy.addr);
         let r = c.reply();

@@ -1,8 +1,8 @@
 //! Opening one data leg: accept exactly one connection from the expected peer before a
 //! deadline, or connect to a target that the session has already checked.
 
+use super::error::{DataError, Side};
 use super::ports::DataListener;
-use super::transfer::{DataError, Side};
 use crate::proto::hostport::canonical_ip;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

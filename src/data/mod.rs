@@ -2,6 +2,7 @@
 //! deadlines, and the byte-exact relay between them. A transfer runs as its own task and
 //! reports back to its control session with one [`DataEvent`].
 
+mod error;
 mod legs;
 mod ports;
 mod rate;
@@ -9,7 +10,8 @@ mod relay;
 mod splice;
 mod transfer;
 
+pub use error::{DataError, Side};
 pub use legs::{ClientLeg, ServerLeg};
 pub use ports::{DataListener, PortError, PortPool};
 pub use rate::{RateLimit, Throttle};
-pub use transfer::{spawn, DataError, DataEvent, Side, TransferHandle, TransferSpec};
+pub use transfer::{spawn, DataEvent, TransferHandle, TransferSpec};

@@ -3,8 +3,8 @@
 //! side is shut down only after every byte has been written, so the peer sees a clean
 //! EOF exactly when the file is complete.
 
+use super::error::{DataError, Side};
 use super::rate::Throttle;
-use super::transfer::{DataError, Side};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;

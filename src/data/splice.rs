@@ -4,8 +4,8 @@
 //! Semantics match `relay::pump`: every byte counted, a stall deadline on each wait, and
 //! the writing side shut down only after the pipe has been drained.
 
+use super::error::DataError;
 use super::relay::Flow;
-use super::transfer::DataError;
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::unistd::pipe2;
 use std::io;

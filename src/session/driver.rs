@@ -4,9 +4,9 @@
 //! the core wants one, a server line, a data task's report, the core's next deadline, a
 //! shutdown) and feeds it to the core.
 
+use super::context::SessionContext;
 use super::core::{Action, Core, Input, Pool, Ports, TransferPlan};
 use super::error::{ClientFault, ServerFault, SessionEnd};
-use super::SessionContext;
 use crate::data::{self, DataEvent, DataListener, PortError, PortPool, RateLimit, Throttle};
 use crate::data::{TransferHandle, TransferSpec};
 use crate::error::Side;

@@ -4,7 +4,9 @@
 //! check), connects, and replays the login with the bare user name. The server's own
 //! greeting is logged, not relayed: the client has been greeted already.
 
-use super::{write_reply, ClientFault, ClientReader, SessionContext, SessionEnd};
+use super::context::SessionContext;
+use super::driver::{write_reply, LineReader as ClientReader};
+use super::error::{ClientFault, SessionEnd};
 use crate::error::Side;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::Frame;

@@ -12,20 +12,19 @@
 //! transparent route's original destination, or (`user_at_host`) the destination the
 //! client names in its `USER` after ftpgate greeted it itself ([`forward`]).
 
+mod context;
 pub mod core;
 mod driver;
 pub mod error;
 mod forward;
 pub mod policy;
 
+pub use context::SessionContext;
 pub use error::{ClientFault, ServerFault, SessionEnd};
 
-use crate::config::{Config, ListenerConfig, RouteKind};
-use crate::data::{PortPool, RateLimit};
-use crate::metrics::Metrics;
+use crate::config::RouteKind;
 use crate::proto::line::LineCodec;
 use crate::proto::reply::Reply;
-use crate::route::Router;
 use crate::stream::BoxedStream;
 use driver::{write_reply, Leg, PoolPorts};
 use std::net::IpAddr;
@@ -37,23 +36,6 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-
-/// What every session of a listener shares.
-#[derive(Debug)]
-pub struct SessionContext {
-    pub config: Arc<Config>,
-    pub listener: Arc<ListenerConfig>,
-    pub passive_pool: Arc<PortPool>,
-    pub active_pool: Arc<PortPool>,
-    pub metrics: Arc<Metrics>,
-    pub router: Arc<Router>,
-    /// ftpgate's own addresses: never a destination unless policy names them.
-    pub own_addrs: Arc<Vec<IpAddr>>,
-    /// `limits.rate_total`, shared by every transfer of every listener.
-    pub rate_total: Option<Arc<RateLimit>>,
-}
-
-pub(crate) type ClientReader = driver::LineReader;
 
 /// Runs one session to its end. Never panics on input; every exit path closes both legs.
 pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: CancellationToken) {
@@ -147,7 +129,7 @@ async fn open_server(
     client_peer: SocketAddr,
     client_local: SocketAddr,
     destination: Option<std::io::Result<SocketAddr>>,
-    client_rd: &mut ClientReader,
+    client_rd: &mut driver::LineReader,
     client_wr: &mut WriteHalf<BoxedStream>,
     login_deadline: Instant,
 ) -> Result<(crate::route::ServerLegConn, Option<Vec<u8>>), SessionEnd> {
@@ -205,4 +187,3 @@ async fn refuse(
     let _ = write_reply(w, &reply, ctx.config.timeouts.data_stall).await;
     SessionEnd::Upstream(reason)
 }
-

@@ -8,9 +8,21 @@
 //! binary if a test still hangs, so a broken proxy fails a run instead of stalling it.
 //!
 //! Ports: control listeners bind port 0. Data port ranges (ftpgate's and libunftp's) come
-//! from [`Ports::new`], which hands out disjoint 50-port blocks from 28000-32749 (above
-//! the interop suite's 20000-27999 and below the kernel's ephemeral range), starting at an
-//! offset derived from the process id so concurrent test binaries rarely overlap.
+//! from [`Ports::new`], which hands out disjoint 50-port blocks from 28000-32749, starting
+//! at an offset derived from the process id so concurrent test binaries rarely overlap.
+//! The three fixed ranges on this machine are disjoint and all below the kernel's
+//! ephemeral range (32768-60999 by default, `/proc/sys/net/ipv4/ip_local_port_range`):
+//!
+//! | who | range | where set |
+//! |---|---|---|
+//! | benchmark (`benches/bench.sh`) | 12000-19999 | `BENCH_PORT_LO`/`BENCH_PORT_HI` |
+//! | interop suite (`tests/interop/run.sh`) | 20000-27999 | `INTEROP_PORT_LO`/`INTEROP_PORT_HI` |
+//! | these Rust tests | 28000-32749 | [`PORT_BASE`], [`BLOCK`] x [`BLOCKS`] |
+//!
+//! Preconditions: a test that cannot run here (no root for a privileged port, no IPv6
+//! loopback, too low a fd limit) calls [`precondition`]: under `CI` (which runs as root
+//! with all of these) that fails the test; elsewhere it prints `SKIPPED: <test>: <reason>`
+//! and the test returns, so a skip is visible and never silent.
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
@@ -19,7 +31,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -33,9 +45,12 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------
 // Ports
 
-const PORT_BASE: u16 = 28000;
-const BLOCK: u16 = 50;
-const BLOCKS: u16 = 95; // 28000..=32749
+/// First data port of the Rust tests' range (see the table in the module docs).
+pub const PORT_BASE: u16 = 28000;
+/// Ports per [`Ports`] block.
+pub const BLOCK: u16 = 50;
+/// Blocks in the range: 28000..=32749.
+pub const BLOCKS: u16 = 95;
 
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
@@ -88,6 +103,38 @@ pub fn dead_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------------
+// Preconditions
+
+static SKIPPED: AtomicU16 = AtomicU16::new(0);
+
+/// Whether `test` may run: true if `ok`. Otherwise, under `CI` the test fails (CI has root,
+/// IPv6 loopback and a high fd limit, so a missing precondition there is a broken machine);
+/// elsewhere it prints `SKIPPED: <test>: <reason>` with this binary's running count of
+/// skips, and the caller returns.
+pub fn precondition(test: &str, ok: bool, reason: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: precondition missing under CI: {reason}"
+    );
+    let n = SKIPPED.fetch_add(1, Ordering::SeqCst) + 1;
+    eprintln!("SKIPPED: {test}: {reason} (skip {n} in this test binary)");
+    false
+}
+
+/// Skips in this test binary so far.
+pub fn skipped() -> u16 {
+    SKIPPED.load(Ordering::SeqCst)
+}
+
+/// Whether this machine has an IPv6 loopback.
+pub fn have_ipv6_loopback() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+// ---------------------------------------------------------------------------------------
 // Runtime, watchdog
 
 /// The runtime the servers of one test run on.
@@ -100,31 +147,27 @@ pub fn runtime() -> Runtime {
 }
 
 /// Aborts the whole test binary if the test holding it runs longer than `limit`: the last
-/// line of defence against a hang that no socket timeout catches.
-pub struct Watchdog(Arc<AtomicBool>);
+/// line of defence against a hang that no socket timeout catches. Dropping it (the test
+/// ended) wakes the watchdog thread at once.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
 
 impl Watchdog {
     pub fn new(name: &'static str, limit: Duration) -> Watchdog {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&done);
+        let (done, ended) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < limit {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            // Disconnected (the Watchdog was dropped) is the event; a timeout is the hang.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(limit) {
+                eprintln!("watchdog: test `{name}` still running after {limit:?}; aborting");
+                std::process::abort();
             }
-            eprintln!("watchdog: test `{name}` still running after {limit:?}; aborting");
-            std::process::abort();
         });
-        Watchdog(done)
+        Watchdog(Some(done))
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        drop(self.0.take());
     }
 }
 
@@ -150,20 +193,17 @@ pub fn random_file(len: usize) -> (Vec<u8>, String) {
 /// Waits (bounded) until `path` holds exactly the bytes hashing to `sum`: the server may
 /// answer 226 a moment before its file handle is flushed.
 pub fn assert_disk_file(path: &Path, sum: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let got = std::fs::read(path).map(|b| (b.len(), sha256_hex(&b)));
-        match &got {
-            Ok((_, s)) if s == sum => return,
-            _ if Instant::now() > deadline => {
-                panic!(
-                    "{what}: {} on the server's disk: {got:?}, want sha256 {sum}",
-                    path.display()
-                )
-            }
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    let got = || std::fs::read(path).map(|b| (b.len(), sha256_hex(&b)));
+    let ok = poll_until(
+        Duration::from_secs(3),
+        || matches!(&got(), Ok((_, s)) if s == sum),
+    );
+    assert!(
+        ok,
+        "{what}: {} on the server's disk: {:?}, want sha256 {sum}",
+        path.display(),
+        got()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -332,29 +372,49 @@ impl Proxy {
 
 /// Waits up to [`DRAIN_TIMEOUT`] for sessions, transfers and port leases to be zero.
 pub fn wait_for_zero(m: &ftpgate::metrics::Metrics) {
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let ok = poll_until(DRAIN_TIMEOUT, || gauges(m) == (0, 0, 0));
+    assert!(
+        ok,
+        "gauges not back to zero after {DRAIN_TIMEOUT:?}: (sessions, transfers, port_leases) = {:?}",
+        gauges(m)
+    );
+}
+
+/// How often [`poll_until`] looks at its condition.
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// The one polling primitive of the harness: checks `f()` every [`POLL_EVERY`] until it
+/// holds (true) or `limit` has passed (false, after one last look). For conditions that
+/// have no event to wait on (a gauge, a file, a kernel socket state).
+pub fn poll_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     loop {
-        let now = (m.sessions.get(), m.transfers.get(), m.port_leases.get());
-        if now == (0, 0, 0) {
-            return;
+        if f() {
+            return true;
         }
-        if Instant::now() > deadline {
-            panic!("gauges not back to zero after {DRAIN_TIMEOUT:?}: (sessions, transfers, port_leases) = {now:?}");
+        if Instant::now() >= deadline {
+            return f();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL_EVERY); // the poll interval, not a synchronisation guess
     }
 }
 
-/// Waits (bounded) until `f()` holds.
-pub fn wait_until(what: &str, limit: Duration, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits (bounded) until `f()` holds; fails naming `what` otherwise.
+pub fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        poll_until(limit, f),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// Polls `f()` until it returns `Some`, within `limit`; fails naming `what` otherwise.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let mut got = None;
+    wait_until(what, limit, || {
+        got = f();
+        got.is_some()
+    });
+    got.expect("wait_until returned with a value")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -615,22 +675,24 @@ impl Prepared {
     }
 }
 
-/// Accepts one connection within `limit`.
+/// Accepts one connection within `limit`: a blocking accept(2) bounded by SO_RCVTIMEO
+/// (which Linux applies to accept), so the test wakes on the connection, not on a poll.
 pub fn accept_timeout(l: &TcpListener, limit: Duration) -> std::io::Result<TcpStream> {
-    l.set_nonblocking(true)?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false)?;
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    l.set_nonblocking(false)?;
+    let sock = socket2::SockRef::from(l);
+    sock.set_read_timeout(Some(limit.max(Duration::from_millis(1))))?;
+    let got = l.accept();
+    sock.set_read_timeout(None)?;
+    let (s, _) = got.map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no connection within {limit:?}"),
+        ),
+        _ => e,
+    })?;
+    // The accepted socket is cloned from the listener, SO_RCVTIMEO included: undo that.
+    s.set_read_timeout(None)?;
+    Ok(s)
 }
 
 impl RawFtp {
@@ -1133,6 +1195,7 @@ async fn run_steps(wr: &mut tokio::net::tcp::OwnedWriteHalf, steps: Vec<Step>) -
                         ok = false;
                         break;
                     }
+                    // behaviour under test: a peer that trickles one byte per `gap`
                     tokio::time::sleep(gap).await;
                 }
                 ok
@@ -1148,6 +1211,7 @@ async fn run_steps(wr: &mut tokio::net::tcp::OwnedWriteHalf, steps: Vec<Step>) -
                 ok
             }
             Step::Sleep(d) => {
+                // behaviour under test: a peer that stalls for `d`
                 tokio::time::sleep(d).await;
                 true
             }
@@ -1164,6 +1228,10 @@ async fn run_steps(wr: &mut tokio::net::tcp::OwnedWriteHalf, steps: Vec<Step>) -
 pub struct Watch {
     pub addr: SocketAddr,
     hits: Arc<std::sync::atomic::AtomicUsize>,
+    /// Local addresses of the test's own barrier connections (not hits).
+    markers: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    /// Barrier connections accepted so far.
+    marked: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1181,15 +1249,32 @@ pub fn try_watch(rt: &Runtime, bind: SocketAddr) -> Option<Watch> {
         .ok()?;
     let addr = listener.local_addr().ok()?;
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
+    let markers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let marked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counter, mine, seen_marks) =
+        (Arc::clone(&hits), Arc::clone(&markers), Arc::clone(&marked));
     let task = rt.spawn(async move {
         while let Ok((s, peer)) = listener.accept().await {
-            eprintln!("watch {addr}: connection from {peer}");
-            counter.fetch_add(1, Ordering::SeqCst);
+            let is_marker = mine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&peer);
+            if is_marker {
+                seen_marks.fetch_add(1, Ordering::SeqCst);
+            } else {
+                eprintln!("watch {addr}: connection from {peer}");
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
             drop(s);
         }
     });
-    Some(Watch { addr, hits, task })
+    Some(Watch {
+        addr,
+        hits,
+        markers,
+        marked,
+        task,
+    })
 }
 
 /// [`try_watch`] that must succeed.
@@ -1202,9 +1287,36 @@ impl Watch {
         self.hits.load(Ordering::SeqCst)
     }
 
-    /// Asserts, after a short grace for a late connection attempt, that nobody connected.
+    /// Asserts that nobody connected. No grace sleep: the test connects a marker of its
+    /// own and waits until the watch has accepted it. The kernel's accept queue is FIFO,
+    /// and ftpgate decides (and would connect) before it answers the command the test
+    /// already has the reply to, so any connection it made is accepted before the marker.
     pub fn assert_untouched(&self, what: &str) {
-        std::thread::sleep(Duration::from_millis(100));
+        let before = self.marked.load(Ordering::SeqCst);
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(self.addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("marker socket");
+        let local = SocketAddr::new(self.addr.ip(), 0);
+        sock.bind(&local.into()).expect("bind marker");
+        let local = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("marker addr");
+        self.markers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(local);
+        sock.connect_timeout(&self.addr.into(), IO_TIMEOUT)
+            .expect("marker connects to the watch");
+        wait_until(
+            &format!("the watch on {} to accept the marker", self.addr),
+            IO_TIMEOUT,
+            || self.marked.load(Ordering::SeqCst) > before,
+        );
         assert_eq!(
             self.hits(),
             0,
@@ -1276,6 +1388,7 @@ impl Ctrl {
                     .write_all(&bytes[prev..cut])
                     .expect("write piece");
                 prev = cut;
+                // behaviour under test: a gap between TCP segments
                 std::thread::sleep(gap);
             }
         }
@@ -1382,6 +1495,19 @@ pub fn raise_fd_limit() -> (nix::libc::rlim_t, nix::libc::rlim_t) {
         }
     }
     (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Raises the fd limit ([`raise_fd_limit`]) and checks, as a [`precondition`] of `test`,
+/// that this process may then hold `need` descriptors.
+pub fn fd_limit_allows(test: &str, need: usize) -> bool {
+    let (soft, hard) = raise_fd_limit();
+    precondition(
+        test,
+        soft >= need as nix::libc::rlim_t,
+        &format!(
+            "RLIMIT_NOFILE is {soft} (hard {hard}), need {need}; raise the hard limit (ulimit -Hn) to run it"
+        ),
+    )
 }
 
 /// Panics on tokio worker threads since the hook was installed (by the first call). The

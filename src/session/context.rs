@@ -1,0 +1,24 @@
+//! What every session of a listener shares: the configuration it started with, the port
+//! pools, the router, metrics and the shared rate limit.
+
+use crate::config::{Config, ListenerConfig};
+use crate::data::{PortPool, RateLimit};
+use crate::metrics::Metrics;
+use crate::route::Router;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What every session of a listener shares.
+#[derive(Debug)]
+pub struct SessionContext {
+    pub config: Arc<Config>,
+    pub listener: Arc<ListenerConfig>,
+    pub passive_pool: Arc<PortPool>,
+    pub active_pool: Arc<PortPool>,
+    pub metrics: Arc<Metrics>,
+    pub router: Arc<Router>,
+    /// ftpgate's own addresses: never a destination unless policy names them.
+    pub own_addrs: Arc<Vec<IpAddr>>,
+    /// `limits.rate_total`, shared by every transfer of every listener.
+    pub rate_total: Option<Arc<RateLimit>>,
+}
