@@ -3,7 +3,8 @@
 # then the interop suite against real vsftpd and pure-ftpd (tests/interop/run.sh,
 # needs root; see .ci/run for the packages). Exits non-zero if either fails; both run
 # even if the first fails, so one CI run shows everything. The last line is the
-# interop suite's "N passed, M failed".
+# interop suite's "N passed, M failed". The fuzz targets' checks (tests/proto_props.rs) and
+# the session core's property test run with raised case counts: the CI fuzz smoke.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
@@ -18,7 +19,8 @@ echo "=== cargo fmt --check && cargo clippy && cargo build --release && cargo te
 { cargo fmt --all -- --check &&
     cargo clippy --all-targets -- -D warnings &&
     cargo build --release &&
-    cargo test --release; } || rust_rc=$?
+    PROTO_PROPS_CASES="${PROTO_PROPS_CASES:-50000}" SESSION_PROPS_CASES="${SESSION_PROPS_CASES:-20000}" \
+        cargo test --release; } || rust_rc=$?
 
 echo "=== tests/interop/run.sh"
 FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/interop/run.sh | tee "$interop_out"

@@ -1218,7 +1218,7 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(
-            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+            std::env::var("SESSION_PROPS_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
         ))]
         #[test]
         fn any_input_sequence_keeps_the_invariants(inputs in proptest::collection::vec(input(), 1..60)) {
