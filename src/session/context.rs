@@ -4,7 +4,7 @@
 use crate::config::{Config, ListenerConfig};
 use crate::data::{PortPool, RateLimit};
 use crate::metrics::Metrics;
-use crate::route::Router;
+use crate::route::{DialParams, Router};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,4 +21,15 @@ pub struct SessionContext {
     pub own_addrs: Arc<Vec<IpAddr>>,
     /// `limits.rate_total`, shared by every transfer of every listener.
     pub rate_total: Option<Arc<RateLimit>>,
+}
+
+impl SessionContext {
+    /// What opening a server leg needs from this listener's route and the config.
+    pub fn dial_params(&self) -> DialParams {
+        DialParams::new(
+            &self.router.config,
+            &self.config.timeouts,
+            &self.config.limits,
+        )
+    }
 }

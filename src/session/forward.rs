@@ -11,9 +11,7 @@ use crate::error::Side;
 use crate::proto::command::{CommandLine, Verb};
 use crate::proto::line::Frame;
 use crate::proto::reply::Reply;
-use crate::route::{
-    parse_user_at_host, resolve_allowed, upstream, DialParams, ServerLegConn, Target,
-};
+use crate::route::{parse_user_at_host, resolve_allowed, upstream, ServerLegConn, Target};
 use crate::stream::BoxedStream;
 use futures_util::StreamExt;
 use tokio::io::WriteHalf;
@@ -132,7 +130,7 @@ pub(super) async fn login(
                 continue;
             }
         };
-        match upstream::open(&ctx.router, &dial_params(ctx), &targets).await {
+        match upstream::open(&ctx.router, &ctx.dial_params(), &targets).await {
             Ok(conn) => {
                 for r in &conn.banner {
                     tracing::debug!(code = r.code, text = %String::from_utf8_lossy(r.text()), "server greeting");
@@ -150,9 +148,4 @@ pub(super) async fn login(
             }
         }
     }
-}
-
-/// What opening a server leg needs from this session's listener and config.
-pub(super) fn dial_params(ctx: &SessionContext) -> DialParams {
-    DialParams::new(&ctx.router.config, &ctx.config.timeouts, &ctx.config.limits)
 }

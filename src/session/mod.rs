@@ -168,7 +168,7 @@ async fn open_server(
             return Err(refuse(ctx, client_wr, e).await);
         }
     };
-    match crate::route::upstream::open(&ctx.router, &forward::dial_params(ctx), &targets).await {
+    match crate::route::upstream::open(&ctx.router, &ctx.dial_params(), &targets).await {
         Ok(conn) => Ok((conn, None)),
         Err(reason) => Err(refuse(ctx, client_wr, reason).await),
     }

@@ -334,8 +334,7 @@ impl<P: Ports> Core<P> {
             Some(Err(e)) => {
                 // Release the client's data port before the client can act on the reply.
                 drop(plan);
-                let text = format!("Can't open data connection: {}.", e.client_text());
-                self.send(Reply::new(425, &text))
+                self.send(super::cannot_open(e.client_text()))
             }
             None => {
                 let passive = self.server_passive(&plan);
@@ -393,8 +392,7 @@ impl<P: Ports> Core<P> {
                     self.server_prep = Some(Err(e));
                     return;
                 }
-                let text = format!("Can't open data connection: {}.", e.client_text());
-                return self.send(Reply::new(425, &text));
+                return self.send(super::cannot_open(e.client_text()));
             }
         };
         let port = super::Listening::addr(&listener).port();

@@ -623,14 +623,16 @@ impl<P: Ports> Core<P> {
     }
 }
 
+/// 425 with a reason a user can act on (a `client_text()`, never log detail).
+fn cannot_open(why: &str) -> Reply {
+    Reply::new(425, &format!("Can't open data connection: {why}."))
+}
+
 /// What the client is told when a transfer failed on ftpgate's side: what went wrong, in
 /// words a user can act on, never an address or an OS error (the log has those).
 fn failure_reply(e: &DataError) -> Reply {
     if e.is_setup() {
-        Reply::new(
-            425,
-            &format!("Can't open data connection: {}.", e.client_text()),
-        )
+        cannot_open(e.client_text())
     } else {
         Reply::new(
             426,

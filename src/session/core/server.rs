@@ -93,10 +93,9 @@ impl<P: Ports> Core<P> {
                         let (cmd, plan) = *then;
                         self.begin_transfer(cmd, plan, server)
                     }
-                    (Some(_), Err(e)) => self.out.push_back(Outgoing::Ready(Reply::new(
-                        425,
-                        &format!("Can't open data connection: {}.", e.client_text()),
-                    ))),
+                    (Some(_), Err(e)) => self
+                        .out
+                        .push_back(Outgoing::Ready(super::cannot_open(e.client_text()))),
                     (None, leg) => self.server_prep = Some(leg),
                 }
             }
@@ -123,6 +122,8 @@ impl<P: Ports> Core<P> {
                 });
                 self.out.push_back(Outgoing::AfterTransfer(reply));
             }
+            // Not reached: a transfer reply is due only in the transfer phase, and a failed
+            // transfer's is swallowed. Relayed rather than held, so no reply is ever stuck.
             (None, None) => self.out.push_back(Outgoing::Ready(reply)),
         }
     }

@@ -1226,34 +1226,26 @@ mod props {
             let mut rig = Rig::new(&c);
             let mut closed = false;
             for i in inputs {
-                let step = match i {
-                    In::Client(l, pipelined) => {
-                        let line = Bytes::from(l.into_bytes());
-                        rig.core.handle(Input::Client { frame: Frame::Line(line), more_buffered: pipelined }, rig.now);
-                        None
+                let input = match i {
+                    In::Client(l, pipelined) => Input::Client {
+                        frame: Frame::Line(Bytes::from(l.into_bytes())),
+                        more_buffered: pipelined,
+                    },
+                    In::Server(l) => Input::Server(Frame::Line(Bytes::from(l.into_bytes()))),
+                    In::Data(id, ok) => Input::Data(DataEvent {
+                        id,
+                        bytes: 1,
+                        result: if ok { Ok(()) } else { Err(DataFail::ClientIo.error()) },
+                    }),
+                    In::Wait(s) => {
+                        rig.now += Duration::from_secs(s);
+                        Input::Tick
                     }
-                    In::Server(l) => {
-                        rig.core.handle(Input::Server(Frame::Line(Bytes::from(l.into_bytes()))), rig.now);
-                        None
-                    }
-                    In::Data(id, ok) => Some(if ok { Done(id, 1) } else { Failed(id, DataFail::ClientIo) }),
-                    In::Wait(s) => Some(Wait(s)),
-                    In::Shutdown => Some(Shutdown),
-                    In::ClientEof => Some(ClientEof),
-                    In::ServerEof => Some(ServerEof),
+                    In::Shutdown => Input::Shutdown,
+                    In::ClientEof => Input::ClientClosed,
+                    In::ServerEof => Input::ServerClosed,
                 };
-                if let Some(step) = step {
-                    // `Rig::step` renders; drive the core directly to check raw actions.
-                    let input = match step {
-                        Done(id, b) => Input::Data(DataEvent { id, bytes: b, result: Ok(()) }),
-                        Failed(id, e) => Input::Data(DataEvent { id, bytes: 0, result: Err(e.error()) }),
-                        Wait(s) => { rig.now += Duration::from_secs(s); Input::Tick }
-                        Shutdown => Input::Shutdown,
-                        ClientEof => Input::ClientClosed,
-                        _ => Input::ServerClosed,
-                    };
-                    rig.core.handle(input, rig.now);
-                }
+                rig.core.handle(input, rig.now);
                 while let Some(a) = rig.core.poll_action() {
                     prop_assert!(!closed, "an action after Close: {a:?}");
                     if let Err(e) = check(&a) {
