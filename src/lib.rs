@@ -45,4 +45,5 @@ pub mod session;
 pub mod sockets;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;

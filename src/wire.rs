@@ -4,8 +4,9 @@
 
 use crate::proto::line::{Frame, LineCodec, LineError};
 use crate::proto::reply::{Reply, ReplyAssembler, ReplyError};
+use crate::stream::BoxedStream;
 use futures_util::StreamExt;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadHalf, WriteHalf};
 use tokio_util::codec::FramedRead;
 
 /// Why no complete reply could be read.
@@ -37,6 +38,49 @@ pub async fn next_reply<R: AsyncRead + Unpin>(
         if let Some(reply) = assembler.push(line)? {
             return Ok(reply);
         }
+    }
+}
+
+// ------------------------------------------------------------ control legs ----
+
+pub type LineReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
+
+/// One control connection's two halves.
+pub struct Leg {
+    pub reader: LineReader,
+    pub writer: WriteHalf<BoxedStream>,
+}
+
+/// Bytes arrived behind the line that asked for TLS, before the handshake: written in
+/// plaintext, they must never be read as if they were protected (SECURITY.md 9).
+#[derive(Debug)]
+pub struct PlaintextAfterAuth;
+
+impl Leg {
+    pub fn new(stream: BoxedStream, max_line: usize) -> Leg {
+        let (rd, writer) = tokio::io::split(stream);
+        Leg {
+            reader: FramedRead::new(rd, LineCodec::new(max_line)),
+            writer,
+        }
+    }
+
+    /// Takes the stream out for a TLS handshake; the leg is left closed until
+    /// [`Leg::replace`]. Refused if the reader holds bytes not yet framed.
+    pub fn take_for_tls(&mut self) -> Result<BoxedStream, PlaintextAfterAuth> {
+        if !self.reader.read_buffer().is_empty() {
+            return Err(PlaintextAfterAuth);
+        }
+        let max_line = self.reader.decoder().max_len();
+        let closed: BoxedStream = Box::new(tokio::io::duplex(1).0);
+        let old = std::mem::replace(self, Leg::new(closed, max_line));
+        Ok(old.reader.into_inner().unsplit(old.writer))
+    }
+
+    /// Puts a (TLS) stream in; the framing starts afresh.
+    pub fn replace(&mut self, stream: BoxedStream) {
+        let max_line = self.reader.decoder().max_len();
+        *self = Leg::new(stream, max_line);
     }
 }
 

@@ -2761,10 +2761,13 @@ mod exhaustion {
                 )
                 .sessions(3),
             // AUTH and PORT in separate segments: two ordinary commands, paired in order.
-            case("auth_alone_and_the_rest_of_rfc_4217_are_refused_with_502").steps(
+            // (This listener has no TLS: AUTH is 502, PBSZ/PROT without it 503, CCC 534.)
+            case("auth_without_listener_tls_and_the_rest_of_rfc_4217_are_refused").steps(
                 [Do::Connect, Do::Login]
                     .into_iter()
-                    .chain(each_cmd(&["AUTH TLS", "AUTH SSL", "PBSZ 0", "PROT P", "CCC"], 502))
+                    .chain(each_cmd(&["AUTH TLS", "AUTH SSL"], 502))
+                    .chain(each_cmd(&["PBSZ 0", "PROT P"], 503))
+                    .chain(each_cmd(&["CCC"], 534))
                     .chain([
                         Do::NoDelay,
                         write(b"AUTH TLS\r\n"),

@@ -6,6 +6,7 @@
 //! Every error names the key path and the offending value.
 
 mod raw;
+mod tls;
 mod types;
 mod validate;
 
@@ -65,3 +66,5 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

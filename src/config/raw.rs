@@ -48,6 +48,35 @@ pub struct RawListener {
     pub advertise: Option<Vec<RawAdvertise>>,
     #[serde(default)]
     pub acl: RawAcl,
+    pub tls: Option<RawListenerTls>,
+}
+
+/// `listeners[].tls`: ftpgate as the TLS server of this listener's clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub mode: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub data: Option<String>,
+    pub require_reuse: Option<bool>,
+    pub min_version: Option<Scalar>,
+    pub max_version: Option<Scalar>,
+}
+
+/// `route.tls`: ftpgate as the TLS client of this route's servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTls {
+    pub mode: Option<String>,
+    pub verify: Option<bool>,
+    pub ca: Option<String>,
+    pub server_name: Option<String>,
+    pub data: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub min_version: Option<Scalar>,
+    pub max_version: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +90,7 @@ pub struct RawRoute {
     pub source: Option<String>,
     pub tproxy: Option<bool>,
     pub host_command: Option<String>,
+    pub tls: Option<RawRouteTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +165,7 @@ pub struct RawTimeouts {
     pub login: Option<Scalar>,
     pub final_reply: Option<Scalar>,
     pub shutdown_grace: Option<Scalar>,
+    pub tls_handshake: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

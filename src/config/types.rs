@@ -27,6 +27,85 @@ pub struct ListenerConfig {
     pub advertise: Vec<AdvertiseRule>,
     /// The effective policy of this listener (its own `acl`, else the top-level one).
     pub acl: AclConfig,
+    /// FTPS towards this listener's clients; `None`: `tls.mode: off`.
+    pub tls: Option<ListenerTls>,
+}
+
+/// `listeners[].tls.mode` (other than `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTlsMode {
+    /// `AUTH TLS` is offered; plain FTP still works.
+    Explicit,
+    /// `AUTH TLS` must come before anything else.
+    Required,
+    /// TLS from the first byte (port 990 style).
+    Implicit,
+}
+
+/// `listeners[].tls.data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientDataTls {
+    /// The client picks PROT C or P.
+    Optional,
+    /// Data commands are refused (521) until the client sent `PROT P`.
+    Required,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerTls {
+    pub mode: ClientTlsMode,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub data: ClientDataTls,
+    /// A client data connection must resume the control connection's TLS session.
+    pub require_reuse: bool,
+    pub min_version: crate::tls::TlsVersion,
+    pub max_version: crate::tls::TlsVersion,
+    #[serde(skip)]
+    pub acceptor: std::sync::Arc<crate::tls::Acceptor>,
+}
+
+/// `route.tls.mode` (other than `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerTlsMode {
+    /// `AUTH TLS` after the greeting; a server that refuses it ends the session.
+    Explicit,
+    /// TLS from the first byte.
+    Implicit,
+    /// TLS towards the server exactly when the client uses it (explicit after the
+    /// client's `AUTH`, implicit on an implicit listener).
+    MatchClient,
+}
+
+/// `route.tls.data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerDataTls {
+    /// `PROT P`: data connections to the server are TLS.
+    Private,
+    /// `PROT C`: data connections to the server are plain.
+    Clear,
+    /// The same protection as the client's data connections.
+    MatchClient,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTls {
+    pub mode: ServerTlsMode,
+    pub verify: bool,
+    /// `None`: the system trust store.
+    pub ca: Option<std::path::PathBuf>,
+    /// SNI and the verified name; `None`: the host the server was reached by.
+    pub server_name: Option<String>,
+    pub data: ServerDataTls,
+    pub client_cert: Option<std::path::PathBuf>,
+    pub min_version: crate::tls::TlsVersion,
+    pub max_version: crate::tls::TlsVersion,
+    #[serde(skip)]
+    pub connector: std::sync::Arc<crate::tls::Connector>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +140,8 @@ pub struct RouteConfig {
     pub tproxy: bool,
     /// What to do with a client's RFC 7151 `HOST`.
     pub host_command: HostCommand,
+    /// FTPS towards this route's servers; `None`: `tls.mode: off`.
+    pub tls: Option<RouteTls>,
 }
 
 /// `route.host_command`: which RFC 7151 `HOST` commands reach the server.
@@ -279,6 +360,9 @@ pub struct Timeouts {
     pub final_reply: Duration,
     #[serde(with = "duration_text")]
     pub shutdown_grace: Duration,
+    /// Bounds every TLS handshake, control and data.
+    #[serde(with = "duration_text")]
+    pub tls_handshake: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -45,6 +45,17 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             )
         })?;
         let route = route(&format!("{key}.route"), &l.route)?;
+        let tls = match &l.tls {
+            Some(t) => super::tls::listener(&format!("{key}.tls"), t)?,
+            None => None,
+        };
+        if let Some(rt) = &route.tls {
+            if !rt.verify {
+                warnings.push(format!(
+                    "{key}.route.tls.verify: false: the certificates of this route's FTP servers are NOT checked; anyone on the path can read and change its sessions"
+                ));
+            }
+        }
         let advertise = match &l.advertise {
             Some(rules) => advertise_rules(&format!("{key}.advertise"), rules)?,
             None => Vec::new(),
@@ -69,6 +80,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             route,
             advertise,
             acl,
+            tls,
         });
     }
     for (i, a) in listeners.iter().enumerate() {
@@ -138,6 +150,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         login: duration("timeouts.login", t.login.as_ref(), 60)?,
         final_reply: duration("timeouts.final_reply", t.final_reply.as_ref(), 120)?,
         shutdown_grace: duration("timeouts.shutdown_grace", t.shutdown_grace.as_ref(), 30)?,
+        tls_handshake: duration("timeouts.tls_handshake", t.tls_handshake.as_ref(), 10)?,
     };
 
     let lim = &raw.limits;
@@ -390,6 +403,10 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
             ))
         }
     };
+    let tls = match &r.tls {
+        Some(t) => super::tls::route(&format!("{key}.tls"), t)?,
+        None => None,
+    };
     Ok(RouteConfig {
         kind,
         upstreams,
@@ -398,6 +415,7 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
         source,
         tproxy,
         host_command,
+        tls,
     })
 }
 

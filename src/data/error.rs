@@ -37,6 +37,14 @@ pub enum DataError {
     Stall { side: Side },
     #[error("transfer aborted")]
     Cancelled,
+    #[error("TLS on the {side}'s data connection: {error}")]
+    Tls {
+        side: Side,
+        error: crate::tls::HandshakeError,
+    },
+    /// The TLS stream ended without close_notify: the file may be cut short.
+    #[error("the {side}'s TLS data stream ended without close_notify")]
+    Truncated { side: Side },
 }
 
 impl DataError {
@@ -71,6 +79,22 @@ impl DataError {
             DataError::Stall { side: Side::Client } => "the client's data connection stalled",
             DataError::Stall { side: Side::Server } => "the FTP server's data connection stalled",
             DataError::Cancelled => "transfer aborted",
+            DataError::Tls {
+                error: crate::tls::HandshakeError::NotResumed,
+                ..
+            } => "the data connection must resume the control connection's TLS session",
+            DataError::Tls {
+                side: Side::Client, ..
+            } => "TLS on the client's data connection failed",
+            DataError::Tls {
+                side: Side::Server, ..
+            } => "TLS on the FTP server's data connection failed",
+            DataError::Truncated { side: Side::Client } => {
+                "the client's TLS data stream ended without close_notify"
+            }
+            DataError::Truncated { side: Side::Server } => {
+                "the FTP server's TLS data stream ended without close_notify"
+            }
         }
     }
 
@@ -81,6 +105,7 @@ impl DataError {
             DataError::AcceptTimeout { .. }
                 | DataError::ConnectTimeout { .. }
                 | DataError::Connect { .. }
+                | DataError::Tls { .. }
         )
     }
 }

@@ -2,6 +2,7 @@
 //! deadlines, and the byte-exact relay between them. A transfer runs as its own task and
 //! reports back to its control session with one [`DataEvent`].
 
+mod conn;
 mod error;
 mod legs;
 mod ports;
@@ -10,6 +11,7 @@ mod relay;
 mod splice;
 mod transfer;
 
+pub use conn::DataTls;
 pub use error::{DataError, Side};
 pub use legs::{ClientLeg, ServerLeg};
 pub use ports::{DataListener, PortError, PortPool};

@@ -5,6 +5,7 @@
 //! It waits for the session's `start` before connecting to an active-mode client, so the
 //! client is contacted only once the server has accepted the transfer command (1xx/2xx).
 
+use super::conn::{client_side, drain, server_side, DataConn, DataTls};
 use super::error::{DataError, Side};
 use super::legs::{accept_from, connect_from, ClientLeg, ServerLeg};
 use super::rate::Throttle;
@@ -40,6 +41,7 @@ pub struct TransferSpec {
     pub stall_timeout: Duration,
     pub buffer_size: usize,
     pub throttle: Throttle,
+    pub tls: DataTls,
 }
 
 /// The session's handle on a running transfer. Dropping it cancels the transfer.
@@ -168,7 +170,7 @@ async fn run(
             }
         }
     };
-    let (mut client, mut server): (TcpStream, TcpStream) =
+    let (client, server): (TcpStream, TcpStream) =
         if matches!(spec.client, ClientLeg::Accept { .. }) {
             // A passive client connects on its own: wait for it before touching the server,
             // so a client that never comes does not leave an empty upload on the server.
@@ -199,6 +201,14 @@ async fn run(
     // see a failed or aborted transfer as an error, never as a clean end of file.
     set_abortive(&client, true);
     set_abortive(&server, true);
+    let role = match spec.direction {
+        Direction::Download => crate::tls::DataRole::Download,
+        Direction::Upload => crate::tls::DataRole::Upload,
+    };
+    let (mut client, mut server) = tokio::try_join!(
+        client_side(client, &spec.tls, role),
+        server_side(server, &spec.tls)
+    )?;
     let (from, from_side, to, to_side) = match spec.direction {
         Direction::Download => (&mut server, Side::Server, &mut client, Side::Client),
         Direction::Upload => (&mut client, Side::Client, &mut server, Side::Server),
@@ -210,19 +220,55 @@ async fn run(
         stall: spec.stall_timeout,
         throttle: &spec.throttle,
     };
-    let result = match splice_pump(from, to, &flow, bytes).await {
-        Ok(()) => Ok(()),
-        Err(Ok(e)) => Err(e),
-        Err(Err(Unsupported)) => {
+    let spliced = match (&*from, &*to) {
+        (DataConn::Plain(f), DataConn::Plain(t)) => Some(splice_pump(f, t, &flow, bytes).await),
+        _ => None,
+    };
+    let result = match spliced {
+        Some(Ok(())) => Ok(()),
+        Some(Err(Ok(e))) => Err(e),
+        Some(Err(Err(Unsupported))) => {
             tracing::debug!("splice unsupported here; copying through user space");
             pump(from, to, &flow, bytes).await
         }
+        None => relay_tls(from, to, &flow, bytes).await,
     };
     if result.is_ok() {
-        set_abortive(&client, false);
-        set_abortive(&server, false);
+        set_abortive(client.tcp(), false);
+        set_abortive(server.tcp(), false);
     }
     result
+}
+
+/// The buffered relay when either leg is TLS. EOF on a TLS leg means close_notify (an
+/// end without it is [`DataError::Truncated`]); ftpgate ends each TLS leg with its own
+/// close_notify, and waits for the receiving peer to close before the transfer counts
+/// as done.
+async fn relay_tls(
+    from: &mut DataConn,
+    to: &mut DataConn,
+    flow: &Flow<'_>,
+    bytes: &mut u64,
+) -> Result<(), DataError> {
+    pump(from, to, flow, bytes).await.map_err(|e| match e {
+        DataError::Io { side, source }
+            if side == flow.from_side
+                && from.is_tls()
+                && source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            DataError::Truncated { side }
+        }
+        e => e,
+    })?;
+    let linger = flow.stall.min(Duration::from_secs(5));
+    if from.is_tls() {
+        use tokio::io::AsyncWriteExt;
+        let _ = tokio::time::timeout(linger, from.shutdown()).await;
+    }
+    if to.is_tls() {
+        drain(to, linger).await;
+    }
+    Ok(())
 }
 
 fn set_abortive(stream: &TcpStream, on: bool) {

@@ -32,6 +32,8 @@ const IP: u8 = 0xF4;
 const DM: u8 = 0xF2;
 /// Telnet No Operation.
 const NOP: u8 = 0xF1;
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// One framed line, or the reason it was refused.
 ///
@@ -60,6 +62,10 @@ pub enum LineError {
     /// A Telnet sequence other than `IAC IAC`, `IAC IP`, `IAC DM`, `IAC NOP`.
     #[error("unsupported Telnet sequence")]
     Telnet,
+    /// The stream began with a TLS handshake record: a peer speaking implicit FTPS to a
+    /// plaintext control connection. Everything after it is dropped.
+    #[error("TLS handshake on a plaintext control connection")]
+    TlsRecord,
 }
 
 /// Decoder for LF-terminated lines with a hard length cap.
@@ -74,6 +80,10 @@ pub struct LineCodec {
     next_index: usize,
     /// We are inside an overlong line and drop everything up to its `LF`.
     discarding: bool,
+    /// Some byte was seen: the TLS check applies to the first byte only.
+    started: bool,
+    /// The stream began with TLS: nothing more is framed.
+    tls_seen: bool,
 }
 
 impl LineCodec {
@@ -83,6 +93,8 @@ impl LineCodec {
             max_len,
             next_index: 0,
             discarding: false,
+            started: false,
+            tls_seen: false,
         }
     }
 
@@ -102,6 +114,20 @@ impl Decoder for LineCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        if self.tls_seen {
+            src.clear();
+            return Ok(None);
+        }
+        if !self.started && !src.is_empty() {
+            self.started = true;
+            // 0x16 (SYN) starts no FTP line; a TLS ClientHello (or ServerHello) carries no
+            // LF to end a line, so waiting for one would hang until a timeout.
+            if src.first() == Some(&TLS_HANDSHAKE) {
+                src.clear();
+                self.tls_seen = true;
+                return Ok(Some(Frame::Rejected(LineError::TlsRecord)));
+            }
+        }
         if self.discarding {
             return Ok(match find_lf(src, 0) {
                 Some(pos) => {
@@ -422,6 +448,33 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_stream_opening_with_a_tls_record_is_refused_without_waiting_for_lf() {
+        let mut c = LineCodec::new(512);
+        let mut buf = BytesMut::from(&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..]);
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(Frame::Rejected(LineError::TlsRecord))
+        );
+        buf.extend_from_slice(b"USER a\r\n");
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            None,
+            "nothing after TLS is framed"
+        );
+        // Only the stream's first byte counts: 0x16 later in a line is an ordinary byte.
+        let mut c = LineCodec::new(512);
+        let mut buf = BytesMut::from(&b"NOOP\r\n\x16A\r\n"[..]);
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(Frame::Line(Bytes::from_static(b"NOOP")))
+        );
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(Frame::Line(Bytes::from_static(b"\x16A")))
+        );
+    }
+
     proptest! {
         #[test]
         fn framing_is_independent_of_chunking(
@@ -459,7 +512,13 @@ mod tests {
             let mut buf = BytesMut::new();
             encode_line(&line_bytes, &mut buf);
             let got = frames(1000, &buf);
-            prop_assert_eq!(got, vec![Frame::Line(Bytes::from(line_bytes))]);
+            // A stream opening with a TLS record is refused whole (implicit FTPS).
+            let want = if line_bytes.first() == Some(&TLS_HANDSHAKE) {
+                Frame::Rejected(LineError::TlsRecord)
+            } else {
+                Frame::Line(Bytes::from(line_bytes))
+            };
+            prop_assert_eq!(got, vec![want]);
         }
 
         #[test]

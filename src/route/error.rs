@@ -57,6 +57,14 @@ pub enum UpstreamError {
     NotIntercepted,
     #[error("local socket error: {0}")]
     Local(#[source] std::io::Error),
+    #[error("TLS to {addr}: {error}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        error: crate::tls::HandshakeError,
+    },
+    #[error("{name} cannot be a TLS server name")]
+    TlsName { name: String },
 }
 
 impl UpstreamError {
@@ -65,7 +73,8 @@ impl UpstreamError {
             UpstreamError::DestinationRefused { .. } | UpstreamError::NotIntercepted => {
                 Side::Client
             }
-            UpstreamError::Local(_) => Side::Internal,
+            UpstreamError::Local(_) | UpstreamError::TlsName { .. } => Side::Internal,
+            UpstreamError::Tls { .. } => Side::Server,
             UpstreamError::NoHealthy
             | UpstreamError::ResolveTimeout { .. }
             | UpstreamError::Resolve { .. }
@@ -95,6 +104,8 @@ impl UpstreamError {
             UpstreamError::DestinationRefused { .. } => "destination not allowed",
             UpstreamError::NotIntercepted => "no destination for this connection",
             UpstreamError::Local(_) => "internal error",
+            UpstreamError::Tls { error, .. } => error.server_text(),
+            UpstreamError::TlsName { .. } => "the FTP server's name is not usable for TLS",
         }
     }
 }
@@ -112,6 +123,8 @@ pub enum HealthError {
     Write(#[source] std::io::Error),
     #[error("login answered {code}")]
     Login { code: u16 },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl HealthError {

@@ -1,10 +1,12 @@
 //! Active health checks for a fixed route's upstreams: connect, wait for a 220 banner
 //! (optionally log in), on a timer. `fall` consecutive failures eject an upstream, `rise`
-//! consecutive successes re-admit it.
+//! consecutive successes re-admit it. On a TLS route the probe speaks TLS as a session
+//! does (implicit, or `AUTH TLS` before any login), so a probe's password never travels
+//! in plaintext and a server that insists on TLS is not ejected for the probe's sake.
 
-use super::upstream::{dial, DialParams};
+use super::upstream::{dial, DialParams, ImplicitTls};
 use super::{HealthError, Resolver, Router, UpstreamState};
-use crate::config::{HealthConfig, HealthLogin};
+use crate::config::{HealthConfig, HealthLogin, RouteTls, ServerTlsMode};
 use crate::proto::line::encode_line;
 use crate::proto::reply::{Reply, ReplyAssembler};
 use crate::wire::next_reply;
@@ -61,6 +63,7 @@ pub fn spawn_health_checks(
             max_reply_bytes: PROBE_MAX_REPLY_BYTES,
         };
         let resolver = router.resolver.clone();
+        let tls = router.config.tls.clone();
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(health.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,7 +73,7 @@ pub fn spawn_health_checks(
                     _ = shutdown.cancelled() => return,
                 }
                 let outcome =
-                    tokio::time::timeout(health.timeout, probe(&resolver, &params, &u, &health))
+                    tokio::time::timeout(health.timeout, probe(&resolver, &params, &u, &health, tls.as_ref()))
                         .await;
                 let result = match outcome {
                     Ok(r) => r,
@@ -92,38 +95,79 @@ async fn probe(
     params: &DialParams,
     u: &UpstreamState,
     health: &HealthConfig,
+    tls: Option<&RouteTls>,
 ) -> Result<(), HealthError> {
     let addrs = resolver
         .lookup(&u.upstream.host, u.upstream.port, params.connect)
         .await?;
-    let conn = dial(params, &addrs).await?;
-    let (mut rd, mut wr) = (conn.reader, conn.writer);
-    let mut assembler = ReplyAssembler::new(params.max_reply_lines, params.max_reply_bytes);
-    // Preliminary replies (1xx) are skipped; the probe wants each final answer.
-    let mut final_reply = async || -> Result<Reply, HealthError> {
-        loop {
-            let r = next_reply(&mut rd, &mut assembler).await?;
-            if !r.is_preliminary() {
-                return Ok(r);
-            }
+    // A session store of the probe's own, as for a session.
+    let tls = match tls {
+        Some(t) if t.mode != ServerTlsMode::MatchClient => {
+            let text = t.server_name.as_deref().unwrap_or(&u.upstream.host);
+            let name = rustls::pki_types::ServerName::try_from(text.to_string())
+                .map_err(|_| super::UpstreamError::TlsName { name: text.into() })?;
+            Some((t.mode, t.connector.session(), name))
         }
+        _ => None,
     };
-    let mut send = async |line: &[u8]| -> Result<(), HealthError> {
-        let mut buf = BytesMut::new();
-        encode_line(line, &mut buf);
-        wr.write_all(&buf).await.map_err(HealthError::Write)
+    let implicit = match &tls {
+        Some((ServerTlsMode::Implicit, connector, name)) => Some((
+            ImplicitTls {
+                connector,
+                server_name: None,
+                handshake: params.connect,
+            },
+            name.clone(),
+        )),
+        _ => None,
     };
+    let mut leg = dial(params, &addrs, implicit.as_ref()).await?.leg;
+    let mut assembler = ReplyAssembler::new(params.max_reply_lines, params.max_reply_bytes);
+    if let Some((ServerTlsMode::Explicit, connector, name)) = &tls {
+        send(&mut leg, b"AUTH TLS").await?;
+        let r = final_reply(&mut leg, &mut assembler).await?;
+        if r.code != 234 {
+            return Err(HealthError::Tls(format!("AUTH TLS answered {}", r.code)));
+        }
+        let stream = leg
+            .take_for_tls()
+            .map_err(|_| HealthError::Tls("bytes after 234".into()))?;
+        let secured = connector
+            .connect(name, stream, params.connect)
+            .await
+            .map_err(|e| HealthError::Tls(e.to_string()))?;
+        leg.replace(Box::new(secured));
+    }
     if let Some(HealthLogin { user, password }) = &health.login {
-        send(format!("USER {user}").as_bytes()).await?;
-        let mut r = final_reply().await?;
+        send(&mut leg, format!("USER {user}").as_bytes()).await?;
+        let mut r = final_reply(&mut leg, &mut assembler).await?;
         if r.code == 331 {
-            send(format!("PASS {password}").as_bytes()).await?;
-            r = final_reply().await?;
+            send(&mut leg, format!("PASS {password}").as_bytes()).await?;
+            r = final_reply(&mut leg, &mut assembler).await?;
         }
         if r.code != 230 {
             return Err(HealthError::Login { code: r.code });
         }
     }
-    send(b"QUIT").await?;
+    send(&mut leg, b"QUIT").await?;
     Ok(())
+}
+
+/// The next final reply (1xx are skipped; the probe wants each final answer).
+async fn final_reply(
+    leg: &mut crate::wire::Leg,
+    assembler: &mut ReplyAssembler,
+) -> Result<Reply, HealthError> {
+    loop {
+        let r = next_reply(&mut leg.reader, assembler).await?;
+        if !r.is_preliminary() {
+            return Ok(r);
+        }
+    }
+}
+
+async fn send(leg: &mut crate::wire::Leg, line: &[u8]) -> Result<(), HealthError> {
+    let mut buf = BytesMut::new();
+    encode_line(line, &mut buf);
+    leg.writer.write_all(&buf).await.map_err(HealthError::Write)
 }

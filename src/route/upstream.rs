@@ -7,17 +7,14 @@
 
 use super::{Resolver, Router, UpstreamError, UpstreamLease, UpstreamState};
 use crate::config::{Limits, RouteConfig, Timeouts};
-use crate::proto::line::LineCodec;
 use crate::proto::reply::{Reply, ReplyAssembler};
 use crate::stream::BoxedStream;
 use crate::wire::next_reply;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_util::codec::FramedRead;
 
 /// Most 120 ("service ready in nnn minutes") replies accepted before the 220.
 const MAX_DELAY_REPLIES: usize = 4;
@@ -68,13 +65,26 @@ impl DialParams {
 }
 
 pub struct ServerLegConn {
-    pub reader: FramedRead<ReadHalf<BoxedStream>, LineCodec>,
-    pub writer: WriteHalf<BoxedStream>,
+    /// The name the server was reached by (an upstream's host, the client's `user@host`
+    /// host, or an address): the default TLS name.
+    pub host: String,
+    /// The control connection is TLS already (implicit FTPS).
+    pub tls: bool,
+    pub leg: crate::wire::Leg,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// The greeting: any 120s, then the 220.
     pub banner: Vec<Reply>,
     pub _lease: Option<UpstreamLease>,
+}
+
+/// Implicit FTPS towards the server: the handshake comes before the greeting.
+#[derive(Clone, Copy)]
+pub struct ImplicitTls<'a> {
+    pub connector: &'a crate::tls::SessionConnector,
+    /// The name to verify; `None`: each target's own host.
+    pub server_name: Option<&'a str>,
+    pub handshake: Duration,
 }
 
 /// Connects a TCP stream, from `source` when given.
@@ -94,10 +104,11 @@ pub async fn open(
     router: &Router,
     params: &DialParams,
     targets: &[Target],
+    tls: Option<ImplicitTls<'_>>,
 ) -> Result<ServerLegConn, UpstreamError> {
     let mut last = UpstreamError::NoHealthy;
     for target in targets {
-        match open_one(&router.resolver, params, target).await {
+        match open_one(&router.resolver, params, target, tls).await {
             Ok(conn) => return Ok(conn),
             Err(e) => {
                 tracing::warn!(server = %target, reason = %e, "upstream failed");
@@ -115,16 +126,28 @@ async fn open_one(
     resolver: &Resolver,
     params: &DialParams,
     target: &Target,
+    tls: Option<ImplicitTls<'_>>,
 ) -> Result<ServerLegConn, UpstreamError> {
-    let addrs = match target {
-        Target::Addr(a) => vec![*a],
-        Target::Upstream(u) => {
+    let (addrs, host) = match target {
+        Target::Addr(a) => (vec![*a], a.ip().to_string()),
+        Target::Upstream(u) => (
             resolver
                 .lookup(&u.upstream.host, u.upstream.port, params.connect)
-                .await?
+                .await?,
+            u.upstream.host.clone(),
+        ),
+    };
+    let tls = match tls {
+        None => None,
+        Some(t) => {
+            let name = t.server_name.unwrap_or(&host).to_string();
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| UpstreamError::TlsName { name })?;
+            Some((t, name))
         }
     };
-    let mut conn = dial(params, &addrs).await?;
+    let mut conn = dial(params, &addrs, tls.as_ref()).await?;
+    conn.host = host;
     if let Target::Upstream(u) = target {
         conn._lease = Some(UpstreamLease::new(Arc::clone(u)));
     }
@@ -136,10 +159,11 @@ async fn open_one(
 pub async fn dial(
     params: &DialParams,
     addrs: &[SocketAddr],
+    tls: Option<&(ImplicitTls<'_>, rustls::pki_types::ServerName<'static>)>,
 ) -> Result<ServerLegConn, UpstreamError> {
     let mut last = None;
     for &addr in addrs {
-        match dial_one(params, addr).await {
+        match dial_one(params, addr, tls).await {
             Ok(conn) => return Ok(conn),
             Err(e) => {
                 if addrs.len() > 1 {
@@ -152,22 +176,34 @@ pub async fn dial(
     Err(last.unwrap_or(UpstreamError::NoHealthy))
 }
 
-async fn dial_one(params: &DialParams, addr: SocketAddr) -> Result<ServerLegConn, UpstreamError> {
+async fn dial_one(
+    params: &DialParams,
+    addr: SocketAddr,
+    tls: Option<&(ImplicitTls<'_>, rustls::pki_types::ServerName<'static>)>,
+) -> Result<ServerLegConn, UpstreamError> {
     let stream = match timeout(params.connect, connect_from(addr, params.source)).await {
         Ok(Ok(s)) => s,
         Ok(Err(source)) => return Err(UpstreamError::Connect { addr, source }),
         Err(_) => return Err(UpstreamError::ConnectTimeout { addr }),
     };
     let local = stream.local_addr().map_err(UpstreamError::Local)?;
-    let boxed: BoxedStream = Box::new(stream);
-    let (rd, writer) = tokio::io::split(boxed);
-    let mut reader = FramedRead::new(rd, LineCodec::new(params.max_line));
-    let banner = timeout(params.banner, read_banner(params, addr, &mut reader))
+    let boxed: BoxedStream = match tls {
+        None => Box::new(stream),
+        Some((t, name)) => Box::new(
+            t.connector
+                .connect(name, stream, t.handshake)
+                .await
+                .map_err(|error| UpstreamError::Tls { addr, error })?,
+        ),
+    };
+    let mut leg = crate::wire::Leg::new(boxed, params.max_line);
+    let banner = timeout(params.banner, read_banner(params, addr, &mut leg.reader))
         .await
         .map_err(|_| UpstreamError::BannerTimeout { addr })??;
     Ok(ServerLegConn {
-        reader,
-        writer,
+        host: addr.ip().to_string(),
+        tls: tls.is_some(),
+        leg,
         peer: addr,
         local,
         banner,
@@ -178,7 +214,7 @@ async fn dial_one(params: &DialParams, addr: SocketAddr) -> Result<ServerLegConn
 async fn read_banner(
     params: &DialParams,
     addr: SocketAddr,
-    reader: &mut FramedRead<ReadHalf<BoxedStream>, LineCodec>,
+    reader: &mut crate::wire::LineReader,
 ) -> Result<Vec<Reply>, UpstreamError> {
     let mut assembler = ReplyAssembler::new(params.max_reply_lines, params.max_reply_bytes);
     let mut banner = Vec::new();

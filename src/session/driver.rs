@@ -5,26 +5,37 @@
 //! shutdown) and feeds it to the core.
 
 use super::context::SessionContext;
-use super::core::{Action, Core, Input, Pool, Ports, TransferPlan};
+use super::core::{Action, Core, Input, Pool, Ports, TlsFailure, TransferPlan};
 use super::error::{ClientFault, ServerFault, SessionEnd};
 use crate::data::{self, DataEvent, DataListener, PortError, PortPool, RateLimit, Throttle};
-use crate::data::{TransferHandle, TransferSpec};
+use crate::data::{DataTls, TransferHandle, TransferSpec};
 use crate::error::Side;
-use crate::proto::line::{encode_line, LineCodec};
+use crate::proto::line::encode_line;
 use crate::proto::reply::Reply;
 use crate::stream::BoxedStream;
+use crate::tls::{DataRole, SessionAcceptor, SessionConnector};
+use crate::wire::Leg;
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use rustls::pki_types::ServerName;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) type LineReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
+/// This session's TLS configurations (its own session stores, see `crate::tls`).
+pub(super) struct SessionTls {
+    /// ftpgate as the client's TLS server; `None` on a listener without TLS.
+    pub acceptor: Option<SessionAcceptor>,
+    /// ftpgate as the server's TLS client, with the name to verify; `None` on a route
+    /// without TLS, `Err` when the server's name cannot be a TLS name.
+    pub connector: Option<(SessionConnector, Result<ServerName<'static>, String>)>,
+    pub require_reuse: bool,
+    pub handshake: Duration,
+}
 
 /// The port pools as the core's [`Ports`].
 #[derive(Debug)]
@@ -45,17 +56,12 @@ impl Ports for PoolPorts {
     }
 }
 
-/// One control connection's two halves.
-pub(super) struct Leg {
-    pub reader: LineReader,
-    pub writer: WriteHalf<BoxedStream>,
-}
-
 pub(super) async fn drive(
     ctx: &Arc<SessionContext>,
     core: &mut Core<PoolPorts>,
     client: &mut Leg,
     server: &mut Leg,
+    tls: &SessionTls,
     shutdown: CancellationToken,
 ) -> SessionEnd {
     let (data_tx, mut data_rx) = mpsc::channel(4);
@@ -77,7 +83,17 @@ pub(super) async fn drive(
                 Action::ToClient(reply) => write_reply(&mut client.writer, &reply, stall).await,
                 Action::ToServer(line) => write_line(&mut server.writer, &line, stall).await,
                 Action::StartTransfer(plan) => {
-                    transfer = Some(start_transfer(ctx, plan, &throttle, &data_tx));
+                    transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx));
+                    Ok(())
+                }
+                Action::SecureClient => {
+                    let result = secure_client(tls, client).await;
+                    core.handle(Input::ClientSecured(result), Instant::now().into_std());
+                    Ok(())
+                }
+                Action::SecureServer => {
+                    let result = secure_server(tls, server).await;
+                    core.handle(Input::ServerSecured(result), Instant::now().into_std());
                     Ok(())
                 }
                 Action::GoTransfer(id) => {
@@ -133,13 +149,74 @@ pub(super) async fn drive(
     }
 }
 
+/// The TLS handshake on the client's control connection after our 234.
+pub(super) async fn secure_client(tls: &SessionTls, client: &mut Leg) -> Result<(), String> {
+    let Some(acceptor) = &tls.acceptor else {
+        return Err("no TLS configuration for this listener".into());
+    };
+    let stream = client
+        .take_for_tls()
+        .map_err(|_| "bytes pipelined after AUTH, before the TLS handshake".to_string())?;
+    let secured = acceptor
+        .accept(stream, DataRole::Control, tls.handshake, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    client.replace(Box::new(secured));
+    Ok(())
+}
+
+/// The TLS handshake on the server's control connection after its 234.
+async fn secure_server(tls: &SessionTls, server: &mut Leg) -> Result<(), TlsFailure> {
+    let fail = |reason: String, client_text| TlsFailure {
+        reason,
+        client_text,
+    };
+    let Some((connector, name)) = &tls.connector else {
+        return Err(fail(
+            "no TLS configuration for this route".into(),
+            "internal error",
+        ));
+    };
+    let name = name
+        .as_ref()
+        .map_err(|e| fail(e.clone(), "the FTP server's name is not usable for TLS"))?;
+    let stream = server.take_for_tls().map_err(|_| {
+        fail(
+            "the FTP server sent bytes after its 234, before the TLS handshake".into(),
+            "the FTP server sent data before the TLS handshake",
+        )
+    })?;
+    let secured = connector
+        .connect(name, stream, tls.handshake)
+        .await
+        .map_err(|e| fail(e.to_string(), e.server_text()))?;
+    server.replace(Box::new(secured));
+    Ok(())
+}
+
 fn start_transfer(
     ctx: &SessionContext,
     plan: TransferPlan<DataListener>,
+    tls: &SessionTls,
     throttle: &Throttle,
     events: &mpsc::Sender<DataEvent>,
 ) -> TransferHandle {
     let t = &ctx.config.timeouts;
+    let data_tls = DataTls {
+        client: plan
+            .client_tls
+            .then(|| tls.acceptor.clone())
+            .flatten()
+            .map(|a| (a, tls.require_reuse)),
+        server: plan
+            .server_tls
+            .then(|| match &tls.connector {
+                Some((c, Ok(name))) => Some((c.clone(), name.clone())),
+                _ => None,
+            })
+            .flatten(),
+        handshake: tls.handshake,
+    };
     let spec = TransferSpec {
         id: plan.id,
         direction: plan.direction,
@@ -150,6 +227,7 @@ fn start_transfer(
         stall_timeout: t.data_stall,
         buffer_size: ctx.config.data.buffer_size,
         throttle: throttle.clone(),
+        tls: data_tls,
     };
     data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics))
 }

@@ -25,6 +25,8 @@ pub enum SessionEnd {
     Shutdown,
     #[error("control connection I/O error on the {side} side: {source}")]
     Io { side: Side, source: std::io::Error },
+    #[error("TLS on the {side} control connection failed: {reason}")]
+    Tls { side: Side, reason: String },
 }
 
 impl SessionEnd {
@@ -36,7 +38,7 @@ impl SessionEnd {
             SessionEnd::Upstream(e) => e.side(),
             SessionEnd::ServerClosed | SessionEnd::Server(_) => Side::Server,
             SessionEnd::Shutdown => Side::Internal,
-            SessionEnd::Io { side, .. } => *side,
+            SessionEnd::Io { side, .. } | SessionEnd::Tls { side, .. } => *side,
         }
     }
 
@@ -62,6 +64,10 @@ pub enum ClientFault {
     NotReading,
     #[error("too many USER attempts")]
     TooManyLogins,
+    #[error("TLS handshake on a plaintext control connection")]
+    TlsOnPlain,
+    #[error("REIN on a TLS session")]
+    ReinAfterTls,
 }
 
 /// A server that broke the protocol or a limit.

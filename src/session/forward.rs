@@ -2,17 +2,22 @@
 //! itself, waits for `USER user@host[:port]`, resolves the host once, checks every
 //! resolved address against `acl.servers` (so a name cannot be re-pointed after the
 //! check), connects, and replays the login with the bare user name. The server's own
-//! greeting is logged, not relayed: the client has been greeted already.
+//! greeting is logged, not relayed: the client has been greeted already. FTPS clients
+//! secure the control connection here, before `USER` (`AUTH`, `PBSZ`, `PROT` are
+//! answered as the session core answers them, by `security.rs`).
 
 use super::context::SessionContext;
-use super::driver::{write_reply, LineReader as ClientReader};
+use super::driver::{secure_client, write_reply, SessionTls};
 use super::error::{ClientFault, SessionEnd};
+use super::security::{self, ClientSecurity};
+use crate::config::ClientTlsMode;
 use crate::error::Side;
 use crate::proto::command::{CommandLine, Verb};
-use crate::proto::line::Frame;
+use crate::proto::line::{Frame, LineError};
 use crate::proto::reply::Reply;
 use crate::route::{parse_user_at_host, resolve_allowed, upstream, ServerLegConn, Target};
 use crate::stream::BoxedStream;
+use crate::wire::Leg;
 use futures_util::StreamExt;
 use tokio::io::WriteHalf;
 use tokio::time::{timeout_at, Instant};
@@ -22,23 +27,30 @@ const MAX_ATTEMPTS: u32 = 5;
 
 pub(super) async fn login(
     ctx: &SessionContext,
-    client_rd: &mut ClientReader,
-    client_wr: &mut WriteHalf<BoxedStream>,
+    client: &mut Leg,
+    tls: &SessionTls,
+    sec: &mut ClientSecurity,
     deadline: Instant,
 ) -> Result<(ServerLegConn, Vec<u8>), SessionEnd> {
     let limit = ctx.config.timeouts.data_stall;
     let say = async |w: &mut WriteHalf<BoxedStream>, code: u16, text: &str| {
         write_reply(w, &Reply::new(code, text), limit).await
     };
+    let required = ctx
+        .listener
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode == ClientTlsMode::Required);
     say(
-        client_wr,
+        &mut client.writer,
         220,
         "ftpgate ready: log in as user@host or user@host:port.",
     )
     .await?;
     let mut attempts = 0;
     loop {
-        let frame = match timeout_at(deadline, client_rd.next()).await {
+        let client_wr = &mut client.writer;
+        let frame = match timeout_at(deadline, client.reader.next()).await {
             Err(_) => {
                 say(client_wr, 421, "Login timeout, closing control connection.").await?;
                 return Err(ClientFault::LoginTimeout.into());
@@ -54,6 +66,10 @@ pub(super) async fn login(
         };
         let line = match frame {
             Frame::Line(l) => l,
+            Frame::Rejected(LineError::TlsRecord) => {
+                tracing::warn!("TLS handshake on a plaintext control connection (an implicit FTPS client on a port without tls.mode: implicit?)");
+                return Err(ClientFault::TlsOnPlain.into());
+            }
             Frame::Rejected(e) => {
                 say(client_wr, 500, &format!("Command line rejected: {e}.")).await?;
                 continue;
@@ -67,22 +83,64 @@ pub(super) async fn login(
             say(client_wr, 500, "Syntax error, command unrecognized.").await?;
             continue;
         };
+        if required && !sec.tls {
+            if let Some(reply) = security::before_auth(&cmd) {
+                write_reply(client_wr, &reply, limit).await?;
+                continue;
+            }
+        }
         match cmd.verb {
+            Verb::Auth => {
+                if !client.reader.read_buffer().is_empty() {
+                    say(
+                        client_wr,
+                        421,
+                        "Commands pipelined after AUTH, closing control connection.",
+                    )
+                    .await?;
+                    return Err(ClientFault::PipelinedAfterAuth.into());
+                }
+                if let Err(reply) = security::auth(tls.acceptor.is_some(), sec, &cmd) {
+                    write_reply(client_wr, &reply, limit).await?;
+                    continue;
+                }
+                write_reply(client_wr, &security::auth_accepted(), limit).await?;
+                secure_client(tls, client)
+                    .await
+                    .map_err(|reason| SessionEnd::Tls {
+                        side: Side::Client,
+                        reason,
+                    })?;
+                *sec = ClientSecurity::implicit();
+                continue;
+            }
+            Verb::Pbsz => {
+                let reply = security::pbsz(sec, &cmd);
+                write_reply(client_wr, &reply, limit).await?;
+                continue;
+            }
+            Verb::Prot => {
+                let reply = match security::prot(sec, &cmd) {
+                    Ok(private) => {
+                        sec.private = private;
+                        security::prot_set(private)
+                    }
+                    Err(reply) => reply,
+                };
+                write_reply(client_wr, &reply, limit).await?;
+                continue;
+            }
+            Verb::Ccc => {
+                write_reply(client_wr, &security::ccc(), limit).await?;
+                continue;
+            }
             Verb::User => {}
             Verb::Quit => {
                 say(client_wr, 221, "Goodbye.").await?;
                 return Err(SessionEnd::Quit);
             }
             Verb::Feat => {
-                let feat = Reply {
-                    code: 211,
-                    lines: vec![
-                        "211-Features:".into(),
-                        " EPRT".into(),
-                        " EPSV".into(),
-                        "211 End".into(),
-                    ],
-                };
+                let feat = security::own_features(tls.acceptor.is_some());
                 write_reply(client_wr, &feat, limit).await?;
                 continue;
             }
@@ -130,8 +188,10 @@ pub(super) async fn login(
                 continue;
             }
         };
-        match upstream::open(&ctx.router, &ctx.dial_params(), &targets).await {
-            Ok(conn) => {
+        let implicit = super::implicit_server(ctx, tls, sec, Some(&dest.host));
+        match upstream::open(&ctx.router, &ctx.dial_params(), &targets, implicit).await {
+            Ok(mut conn) => {
+                conn.host = dest.host.clone();
                 for r in &conn.banner {
                     tracing::debug!(code = r.code, text = %String::from_utf8_lossy(r.text()), "server greeting");
                 }

@@ -18,23 +18,25 @@ mod driver;
 pub mod error;
 mod forward;
 pub mod policy;
+pub mod security;
 
 pub use context::SessionContext;
 pub use error::{ClientFault, ServerFault, SessionEnd};
 
-use crate::config::RouteKind;
-use crate::proto::line::LineCodec;
+use crate::config::{ClientTlsMode, RouteKind, ServerTlsMode};
 use crate::proto::reply::Reply;
 use crate::stream::BoxedStream;
-use driver::{write_reply, Leg, PoolPorts};
+use crate::tls::DataRole;
+use crate::wire::Leg;
+use driver::{write_reply, PoolPorts, SessionTls};
+use security::ClientSecurity;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 /// Runs one session to its end. Never panics on input; every exit path closes both legs.
@@ -50,31 +52,72 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         )),
         _ => None,
     };
+    let mut tls = match session_tls(&ctx) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up TLS for the session");
+            return;
+        }
+    };
     let client: BoxedStream = Box::new(crate::stream::UrgentSafe(client));
-    let (client_rd, mut client_wr) = tokio::io::split(client);
-    let mut client_rd = FramedRead::new(client_rd, LineCodec::new(ctx.config.limits.max_line));
+    let mut client_security = ClientSecurity::default();
+    let implicit_client = ctx
+        .listener
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode == ClientTlsMode::Implicit);
+    let client: BoxedStream = match (&tls.acceptor, implicit_client) {
+        (Some(acceptor), true) => {
+            let handshake = tokio::select! {
+                r = acceptor.accept(client, DataRole::Control, tls.handshake, false) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match handshake {
+                Ok(s) => {
+                    client_security = ClientSecurity::implicit();
+                    Box::new(s)
+                }
+                Err(e) => {
+                    let end = SessionEnd::Tls {
+                        side: crate::error::Side::Client,
+                        reason: e.to_string(),
+                    };
+                    log_end(&end);
+                    return;
+                }
+            }
+        }
+        _ => client,
+    };
+    let mut client = Leg::new(client, ctx.config.limits.max_line);
 
     let opened = tokio::select! {
-        r = open_server(&ctx, client_peer, client_local, destination, &mut client_rd, &mut client_wr, login_deadline) => r,
+        r = open_server(&ctx, client_peer, client_local, destination, &mut client, &tls, &mut client_security, login_deadline) => r,
         _ = shutdown.cancelled() => Err(SessionEnd::Shutdown),
     };
     let (conn, forward_user) = match opened {
         Ok(x) => x,
         Err(end) => {
             log_end(&end);
-            let _ = timeout(Duration::from_secs(2), client_wr.shutdown()).await;
+            let _ = timeout(Duration::from_secs(2), client.writer.shutdown()).await;
             return;
         }
     };
-    tracing::info!(server.addr = %conn.peer, "connected upstream");
+    tracing::info!(server.addr = %conn.peer, tls = conn.tls, "connected upstream");
     let crate::route::upstream::ServerLegConn {
-        reader: server_rd,
-        writer: server_wr,
+        host,
+        tls: server_tls,
+        leg: mut server,
         peer: server_peer,
         local: server_local,
         banner,
         _lease,
     } = conn;
+    if let (Some(route_tls), Some(connector)) = (&ctx.router.config.tls, tls.connector.as_mut()) {
+        let text = route_tls.server_name.clone().unwrap_or(host);
+        connector.1 = rustls::pki_types::ServerName::try_from(text.clone())
+            .map_err(|_| format!("{text} cannot be a TLS server name"));
+    }
     let addrs = core::Addrs {
         client_peer,
         client_local,
@@ -90,28 +133,73 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         Some(user) => core::Start::ForwardUser(user),
         None => core::Start::Banner(banner),
     };
+    let secured = core::Secured {
+        client: client_security,
+        server: server_tls,
+    };
     let mut core = core::Core::new(
         Arc::clone(&ctx.config),
         Arc::clone(&ctx.listener),
         addrs,
         ports,
         start,
+        secured,
         login_deadline.into_std(),
         Instant::now().into_std(),
     );
-    let mut client = Leg {
-        reader: client_rd,
-        writer: client_wr,
-    };
-    let mut server = Leg {
-        reader: server_rd,
-        writer: server_wr,
-    };
-    let end = driver::drive(&ctx, &mut core, &mut client, &mut server, shutdown).await;
+    let end = driver::drive(&ctx, &mut core, &mut client, &mut server, &tls, shutdown).await;
     log_end(&end);
     drop(core);
     let _ = timeout(Duration::from_secs(2), client.writer.shutdown()).await;
     let _ = timeout(Duration::from_secs(2), server.writer.shutdown()).await;
+}
+
+/// This session's own TLS stores (see `crate::tls`); the server's name is set once the
+/// server leg is open.
+fn session_tls(ctx: &SessionContext) -> Result<SessionTls, rustls::Error> {
+    let acceptor = match &ctx.listener.tls {
+        Some(t) => Some(t.acceptor.session()?),
+        None => None,
+    };
+    let connector = ctx.router.config.tls.as_ref().map(|t| {
+        (
+            t.connector.session(),
+            Err("the server leg is not open yet".to_string()),
+        )
+    });
+    Ok(SessionTls {
+        acceptor,
+        connector,
+        require_reuse: ctx.listener.tls.as_ref().is_some_and(|t| t.require_reuse),
+        handshake: ctx.config.timeouts.tls_handshake,
+    })
+}
+
+/// Implicit TLS towards the server: `route.tls.mode: implicit`, or `match_client` on an
+/// implicit listener.
+fn implicit_server<'a>(
+    ctx: &'a SessionContext,
+    tls: &'a SessionTls,
+    client_security: &ClientSecurity,
+    server_name: Option<&'a str>,
+) -> Option<crate::route::upstream::ImplicitTls<'a>> {
+    let route = ctx.router.config.tls.as_ref()?;
+    let implicit_client = ctx
+        .listener
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode == ClientTlsMode::Implicit);
+    let implicit = match route.mode {
+        ServerTlsMode::Implicit => true,
+        ServerTlsMode::MatchClient => implicit_client && client_security.tls,
+        ServerTlsMode::Explicit => false,
+    };
+    let (connector, _) = tls.connector.as_ref()?;
+    implicit.then_some(crate::route::upstream::ImplicitTls {
+        connector,
+        server_name: route.server_name.as_deref().or(server_name),
+        handshake: tls.handshake,
+    })
 }
 
 fn log_end(end: &SessionEnd) {
@@ -124,18 +212,22 @@ fn log_end(end: &SessionEnd) {
 
 /// Finds and opens the server leg for this session's route. On failure the client has
 /// already been told why (421/530).
+#[allow(clippy::too_many_arguments)]
 async fn open_server(
     ctx: &SessionContext,
     client_peer: SocketAddr,
     client_local: SocketAddr,
     destination: Option<std::io::Result<SocketAddr>>,
-    client_rd: &mut driver::LineReader,
-    client_wr: &mut WriteHalf<BoxedStream>,
+    client: &mut Leg,
+    tls: &SessionTls,
+    client_security: &mut ClientSecurity,
     login_deadline: Instant,
 ) -> Result<(crate::route::ServerLegConn, Option<Vec<u8>>), SessionEnd> {
+    let client_wr = &mut client.writer;
     let targets = match (ctx.router.config.kind, destination) {
         (RouteKind::UserAtHost, _) => {
-            let (conn, user) = forward::login(ctx, client_rd, client_wr, login_deadline).await?;
+            let (conn, user) =
+                forward::login(ctx, client, tls, client_security, login_deadline).await?;
             return Ok((conn, Some(user)));
         }
         (RouteKind::Fixed, _) => ctx
@@ -168,7 +260,8 @@ async fn open_server(
             return Err(refuse(ctx, client_wr, e).await);
         }
     };
-    match crate::route::upstream::open(&ctx.router, &ctx.dial_params(), &targets).await {
+    let implicit = implicit_server(ctx, tls, client_security, None);
+    match crate::route::upstream::open(&ctx.router, &ctx.dial_params(), &targets, implicit).await {
         Ok(conn) => Ok((conn, None)),
         Err(reason) => Err(refuse(ctx, client_wr, reason).await),
     }
@@ -176,7 +269,7 @@ async fn open_server(
 
 async fn refuse(
     ctx: &SessionContext,
-    w: &mut WriteHalf<BoxedStream>,
+    w: &mut tokio::io::WriteHalf<BoxedStream>,
     reason: crate::route::UpstreamError,
 ) -> SessionEnd {
     tracing::warn!(%reason, side = %reason.side(), "session refused");

@@ -26,6 +26,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod tls;
+
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -216,6 +218,12 @@ pub struct Unftp {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Unftp {
+    pub fn new(addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> Unftp {
+        Unftp { addr, task }
+    }
+}
+
 impl Drop for Unftp {
     fn drop(&mut self) {
         self.task.abort();
@@ -226,6 +234,25 @@ impl Drop for Unftp {
 /// `Server::service`), serving `root` to any user and password, passive ports from
 /// `ports`, and active mode (PORT) enabled.
 pub fn start_unftp(rt: &Runtime, root: &Path, ports: RangeInclusive<u16>) -> Unftp {
+    start_unftp_with(rt, root, ports, None)
+}
+
+/// libunftp's FTPS settings: its certificate, key, and whether TLS is required on the
+/// control and data connections.
+#[derive(Debug, Clone)]
+pub struct UnftpTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub required: bool,
+}
+
+/// [`start_unftp`], with FTPS when `tls` is given.
+pub fn start_unftp_with(
+    rt: &Runtime,
+    root: &Path,
+    ports: RangeInclusive<u16>,
+    tls: Option<UnftpTls>,
+) -> Unftp {
     let root = root.to_path_buf();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -241,9 +268,21 @@ pub fn start_unftp(rt: &Runtime, root: &Path, ports: RangeInclusive<u16>) -> Unf
                 unftp_sbe_fs::Filesystem::new(root.clone()).expect("libunftp filesystem root")
             }))
             .passive_ports(ports.clone())
-            .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive)
-            .build()
-            .expect("libunftp server");
+            .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive);
+            let server = match &tls {
+                None => server,
+                Some(t) => {
+                    let need = if t.required {
+                        libunftp::options::FtpsRequired::All
+                    } else {
+                        libunftp::options::FtpsRequired::None
+                    };
+                    server
+                        .ftps(t.cert.clone(), t.key.clone())
+                        .ftps_required(need, need)
+                }
+            };
+            let server = server.build().expect("libunftp server");
             tokio::spawn(server.service(stream));
         }
     });
@@ -812,7 +851,7 @@ pub trait FtpOps {
     fn quit(self: Box<Self>);
 }
 
-impl FtpOps for suppaftp::FtpStream {
+impl<T: suppaftp::TlsStream> FtpOps for suppaftp::ImplFtpStream<T> {
     fn retr(&mut self, name: &str) -> Vec<u8> {
         self.retr_as_buffer(name).expect("RETR").into_inner()
     }
@@ -846,7 +885,7 @@ impl FtpOps for suppaftp::FtpStream {
         self.nlst(None).expect("NLST").join("\n")
     }
     fn quit(mut self: Box<Self>) {
-        suppaftp::FtpStream::quit(&mut self).expect("QUIT");
+        suppaftp::ImplFtpStream::quit(&mut *self).expect("QUIT");
     }
 }
 

@@ -14,10 +14,11 @@ use crate::proto::hostport::{
     canonical_ip, format_227, format_229, format_eprt_arg, format_port_arg, parse_eprt_arg,
     parse_epsv_arg, parse_port_arg, AddrError, EpsvArg,
 };
-use crate::proto::line::Frame;
+use crate::proto::line::{Frame, LineError};
 use crate::proto::reply::Reply;
 use crate::session::error::ClientFault;
 use crate::session::policy::{advertised_ip, check_client_target};
+use crate::session::security;
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
@@ -39,6 +40,12 @@ impl<P: Ports> Core<P> {
                         ClientInput::Refused(Reply::new(500, "Syntax error, command unrecognized."))
                     }
                 }
+            }
+            Frame::Rejected(LineError::TlsRecord) => {
+                tracing::warn!(
+                    "TLS handshake on a plaintext control connection (an implicit FTPS client on a port without tls.mode: implicit?)"
+                );
+                return self.close(ClientFault::TlsOnPlain.into());
             }
             Frame::Rejected(e) => {
                 tracing::info!(error = %e, "client line rejected");
@@ -89,8 +96,27 @@ impl<P: Ports> Core<P> {
                 return self.send(Reply::new(534, &format!("{verb} is denied by policy.")));
             }
         }
+        if self.awaiting_required_auth() {
+            if let Some(reply) = security::before_auth(&cmd) {
+                tracing::info!(command = %String::from_utf8_lossy(cmd.verb_str()), "refused before AUTH on a tls.mode: required listener");
+                return self.send(reply);
+            }
+            // Answered here: nothing reaches the server before TLS.
+            match cmd.verb {
+                Verb::Feat => return self.send(security::own_features(true)),
+                Verb::Quit => {
+                    self.send(Reply::new(221, "Goodbye."));
+                    return self.close(crate::session::SessionEnd::Quit);
+                }
+                Verb::Other => return self.send(Reply::new(200, "NOOP ok.")),
+                _ => {}
+            }
+        }
         if !self.logged_in() && needs_login(cmd.verb) {
             return self.send(Reply::new(530, "Please login with USER and PASS."));
+        }
+        if self.data_protection_missing() && is_data_command(cmd.verb) {
+            return self.send(security::data_refused());
         }
         match cmd.verb {
             Verb::Pasv => self.client_passive(false),
@@ -120,10 +146,22 @@ impl<P: Ports> Core<P> {
                 ));
                 self.close(ClientFault::PipelinedAfterAuth.into());
             }
-            Verb::Auth | Verb::Pbsz | Verb::Prot | Verb::Ccc => self.send(Reply::new(
-                502,
-                "Security extensions are not available through this proxy.",
-            )),
+            Verb::Auth => self.client_auth(&cmd),
+            Verb::Pbsz => {
+                let reply = security::pbsz(&mut self.client_tls, &cmd);
+                self.send(reply)
+            }
+            Verb::Prot => self.client_prot(&cmd),
+            Verb::Ccc => self.send(security::ccc()),
+            // RFC 4217 makes REIN drop TLS, which would leave the rest of the session in
+            // plaintext on one leg and TLS on the other: the session ends instead.
+            Verb::Rein if self.client_tls.tls || self.server_tls.tls => {
+                self.send(Reply::new(
+                    421,
+                    "REIN is not available on a TLS session; closing control connection.",
+                ));
+                self.close(ClientFault::ReinAfterTls.into())
+            }
             Verb::Rest if parse_rest(&cmd.arg).is_err() => self.send(Reply::new(
                 501,
                 "Syntax error in REST argument: a byte offset in decimal digits.",
@@ -431,12 +469,15 @@ impl<P: Ports> Core<P> {
         };
         self.next_transfer += 1;
         let id = self.next_transfer;
+        let (client_tls, server_tls) = self.data_tls();
         self.actions
             .push_back(super::Action::StartTransfer(TransferPlan {
                 id,
                 direction,
                 client,
                 server,
+                client_tls,
+                server_tls,
             }));
         self.phase = Phase::Transfer { id, outcome: None };
         self.forward(&cmd, Pending::Transfer)
@@ -461,6 +502,11 @@ fn family(ip: IpAddr) -> u8 {
     } else {
         2
     }
+}
+
+/// Commands that set up or use a data connection (`data: required` wants PROT P first).
+fn is_data_command(verb: Verb) -> bool {
+    matches!(verb, Verb::Port | Verb::Pasv | Verb::Eprt | Verb::Epsv) || verb.is_transfer()
 }
 
 /// Commands that open or use a data connection are refused before login.

@@ -27,8 +27,12 @@ mod client;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tls;
+
+pub use tls::TlsFailure;
 
 use super::error::{ClientFault, ServerFault, SessionEnd};
+use super::security::ClientSecurity;
 use crate::config::{Config, ListenerConfig};
 use crate::data::{ClientLeg, DataError, DataEvent, PortError, ServerLeg};
 use crate::proto::command::{CommandLine, Direction, Verb};
@@ -79,6 +83,14 @@ pub trait Ports {
     fn listen(&mut self, pool: Pool, ip: IpAddr) -> Result<Self::Listener, PortError>;
 }
 
+/// Where TLS stands on the two control connections when the core starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secured {
+    pub client: ClientSecurity,
+    /// The server leg is TLS already (implicit).
+    pub server: bool,
+}
+
 /// How the session starts once the server leg is open.
 #[derive(Debug)]
 pub enum Start {
@@ -106,6 +118,10 @@ pub enum Input {
     Tick,
     /// The process is shutting down: close once nothing is in flight.
     Shutdown,
+    /// The client's TLS handshake after [`Action::SecureClient`] ended; `Err` has why.
+    ClientSecured(Result<(), String>),
+    /// The server's TLS handshake after [`Action::SecureServer`] ended.
+    ServerSecured(Result<(), TlsFailure>),
 }
 
 /// Both legs of a transfer, decided and checked; the driver opens them.
@@ -115,6 +131,10 @@ pub struct TransferPlan<L> {
     pub direction: Direction,
     pub client: ClientLeg<L>,
     pub server: ServerLeg<L>,
+    /// The client's data connection is TLS (it sent `PROT P`).
+    pub client_tls: bool,
+    /// The server's data connection is TLS (ftpgate sent it `PROT P`).
+    pub server_tls: bool,
 }
 
 /// What the driver must do, in order.
@@ -132,6 +152,13 @@ pub enum Action<L> {
     CancelTransfer(u64),
     /// End the session after performing every earlier action.
     Close(SessionEnd),
+    /// The client was told 234: run the TLS handshake on its control connection (closing
+    /// the session if it had sent anything more in plaintext), then report
+    /// [`Input::ClientSecured`].
+    SecureClient,
+    /// The server said 234: the same on the server's control connection, then
+    /// [`Input::ServerSecured`].
+    SecureServer,
 }
 
 /// Where the session is.
@@ -206,6 +233,8 @@ enum Pending<L> {
     /// A command whose reply the client already has from ftpgate (a transfer that failed
     /// on our side, or our ABOR after it): the server's replies to it are dropped.
     Swallow,
+    /// ftpgate's own `AUTH TLS`, `PBSZ 0` or `PROT` towards the server.
+    Secure(tls::SecureStep),
 }
 
 #[derive(Debug)]
@@ -262,17 +291,24 @@ pub struct Core<P: Ports> {
     final_deadline: Option<Instant>,
     shutdown: bool,
     actions: VecDeque<Action<P::Listener>>,
+    client_tls: ClientSecurity,
+    server_tls: tls::ServerSecurity,
+    /// What to do once the server leg is secured (its `AUTH TLS` is in flight).
+    after_secure: Option<tls::AfterSecure>,
 }
 
 impl<P: Ports> Core<P> {
     /// A session whose server leg is open. `login_deadline` counts from the client's
-    /// connect, not from now.
+    /// connect, not from now. `secured` is where TLS stands on the two legs already
+    /// (implicit TLS, or the forward-proxy login's `AUTH`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         listener: Arc<ListenerConfig>,
         addrs: Addrs,
         ports: P,
         start: Start,
+        secured: Secured,
         login_deadline: Instant,
         now: Instant,
     ) -> Core<P> {
@@ -302,26 +338,48 @@ impl<P: Ports> Core<P> {
             final_deadline: None,
             shutdown: false,
             actions: VecDeque::new(),
+            client_tls: secured.client,
+            server_tls: tls::ServerSecurity {
+                tls: secured.server,
+                private: false,
+            },
+            after_secure: None,
         };
+        if let Start::ForwardUser(_) = start {
+            // The client was greeted (and spoke) before the server leg opened.
+            core.first_line_seen = true;
+        }
+        if core.server_needs_auth() {
+            core.secure_server(tls::AfterSecure::Start(start));
+        } else {
+            core.begin(start);
+        }
+        core.settle();
+        core
+    }
+
+    /// Relays the greeting, or replays the forward proxy's `USER`.
+    fn begin(&mut self, start: Start) {
         match start {
             Start::Banner(replies) => {
                 for reply in replies {
-                    core.send(reply);
+                    self.send(reply);
                 }
             }
             Start::ForwardUser(user) => {
-                core.first_line_seen = true;
-                core.phase = Phase::Login {
-                    deadline: login_deadline,
+                let deadline = match self.phase {
+                    Phase::Login { deadline, .. } => deadline,
+                    _ => self.now + self.config.timeouts.login,
+                };
+                self.phase = Phase::Login {
+                    deadline,
                     user_sent: true,
                 };
                 let mut line = b"USER ".to_vec();
                 line.extend_from_slice(&user);
-                core.forward_raw(Bytes::from(line), Pending::Relay(Verb::User));
+                self.forward_raw(Bytes::from(line), Pending::Relay(Verb::User));
             }
         }
-        core.settle();
-        core
     }
 
     /// Feeds one input; then drain [`Core::poll_action`].
@@ -355,6 +413,11 @@ impl<P: Ports> Core<P> {
             }
             Input::Tick => self.on_tick(),
             Input::Shutdown => self.shutdown = true,
+            Input::ClientSecured(result) => {
+                self.idle_deadline = now + self.config.timeouts.idle;
+                self.on_client_secured(result);
+            }
+            Input::ServerSecured(result) => self.on_server_secured(result),
         }
         self.settle();
     }

@@ -60,7 +60,7 @@ impl<P: Ports> Core<P> {
                     self.out.push_back(Outgoing::Ready(reply));
                 }
                 // A 1xx to our own PASV/PORT means nothing to the client.
-                Pending::ServerSetup { .. } | Pending::Swallow => {}
+                Pending::ServerSetup { .. } | Pending::Swallow | Pending::Secure(_) => {}
             }
             return;
         }
@@ -83,6 +83,7 @@ impl<P: Ports> Core<P> {
                 }
             }
             Pending::Transfer => self.transfer_reply(reply),
+            Pending::Secure(step) => self.on_secure_reply(step, reply),
             Pending::ServerSetup { listener, then } => {
                 let leg = self.server_leg(&reply, listener);
                 if let Err(e) = &leg {
@@ -161,8 +162,8 @@ impl<P: Ports> Core<P> {
                     reply.code
                 ),
             )
-        } else if verb == Verb::Feat && reply.lines.len() > 2 {
-            filter_features(reply)
+        } else if verb == Verb::Feat && reply.class() == 2 {
+            filter_features(reply, self.listener.tls.is_some())
         } else {
             reply
         };
@@ -221,18 +222,34 @@ impl<P: Ports> Core<P> {
     }
 }
 
-/// Drops the feature lines of commands ftpgate refuses, keeping first and last lines.
-fn filter_features(reply: Reply) -> Reply {
-    let last = reply.lines.len() - 1;
-    let lines = reply
-        .lines
-        .into_iter()
-        .enumerate()
-        .filter(|(i, line)| *i == 0 || *i == last || !feature_hidden(line))
-        .map(|(_, line)| line)
-        .collect();
-    Reply {
-        code: reply.code,
-        lines,
+/// Drops the feature lines of commands ftpgate refuses or answers itself (the server's
+/// AUTH, PBSZ, PROT are about the server leg), keeping first and last lines, and adds
+/// ftpgate's own AUTH TLS, PBSZ and PROT where the listener has TLS.
+fn filter_features(reply: Reply, tls: bool) -> Reply {
+    let code = reply.code;
+    let mut lines: Vec<bytes::Bytes> = if reply.lines.len() > 2 {
+        let last = reply.lines.len() - 1;
+        reply
+            .lines
+            .into_iter()
+            .enumerate()
+            .filter(|(i, line)| *i == 0 || *i == last || !feature_hidden(line))
+            .map(|(_, line)| line)
+            .collect()
+    } else if tls {
+        // A server without features: ftpgate still has its own.
+        vec![
+            bytes::Bytes::from(format!("{code}-Features:")),
+            bytes::Bytes::from(format!("{code} End")),
+        ]
+    } else {
+        return reply;
+    };
+    if tls {
+        let at = lines.len() - 1;
+        for (k, f) in crate::session::security::FEATURES.iter().enumerate() {
+            lines.insert(at + k, bytes::Bytes::from_static(f.as_bytes()));
+        }
     }
+    Reply { code, lines }
 }

@@ -68,6 +68,7 @@ listeners:
   - name: t
     bind: 192.0.2.1:21
     route: { kind: fixed, upstreams: ['198.51.100.10:21'] HOST }
+LISTENER
 timeouts: { login: 30s, idle: 60s, data_accept: 10s, final_reply: 20s }
 limits: { max_queued_commands: 4 }
 ";
@@ -80,8 +81,19 @@ struct Rig {
 
 impl Rig {
     fn new(case: &Case) -> Rig {
-        let (route_extra, rest) = case.config.split_once('|').unwrap_or(("", case.config));
-        let yaml = BASE.replace("HOST", route_extra) + rest;
+        let mut parts = case.config.splitn(3, '|');
+        let (route_extra, rest, listener_extra) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), c) => (a, b, c.unwrap_or("")),
+            (Some(a), None, _) => ("", a, ""),
+            _ => ("", "", ""),
+        };
+        let (cert, key) = tls_cases::test_cert();
+        let yaml = (BASE
+            .replace("HOST", route_extra)
+            .replace("LISTENER", listener_extra)
+            + rest)
+            .replace("CERT", cert)
+            .replace("KEY", key);
         let config = crate::config::parse(&yaml, "table")
             .unwrap_or_else(|e| panic!("{}: config: {e}\n{yaml}", case.name));
         let listener = Arc::new(config.listeners[0].clone());
@@ -99,9 +111,18 @@ impl Rig {
         };
         let login = t0 + config.timeouts.login;
         let banner = Start::Banner(vec![Reply::new(220, "ready")]);
-        let mut core = Core::new(Arc::new(config), listener, addrs, ports, banner, login, t0);
+        let mut core = Core::new(
+            Arc::new(config),
+            listener,
+            addrs,
+            ports,
+            banner,
+            case.secured,
+            login,
+            t0,
+        );
         let greeting = drain(&mut core);
-        assert_eq!(greeting, ["c: 220 ready"], "{}: greeting", case.name);
+        assert_eq!(greeting, case.greeting, "{}: greeting", case.name);
         Rig { core, t0, now: t0 }
     }
 
@@ -141,6 +162,17 @@ impl Rig {
             Step::ClientEof => Input::ClientClosed,
             Step::ServerEof => Input::ServerClosed,
             Step::Shutdown => Input::Shutdown,
+            Step::ClientTls(ok) => {
+                Input::ClientSecured(if *ok { Ok(()) } else { Err("bad hello".into()) })
+            }
+            Step::ServerTls(ok) => Input::ServerSecured(if *ok {
+                Ok(())
+            } else {
+                Err(TlsFailure {
+                    reason: "unknown issuer".into(),
+                    client_text: "the FTP server's certificate is not trusted",
+                })
+            }),
         };
         self.core.handle(input, self.now);
         drain(&mut self.core)
@@ -183,8 +215,16 @@ fn render(a: Action<FakeListener>) -> String {
                 Direction::Download => "down",
                 Direction::Upload => "up",
             };
-            format!("start {} {dir} {client} {server}", p.id)
+            let tls = match (p.client_tls, p.server_tls) {
+                (false, false) => "",
+                (true, false) => " tls=client",
+                (false, true) => " tls=server",
+                (true, true) => " tls=both",
+            };
+            format!("start {} {dir} {client} {server}{tls}", p.id)
         }
+        Action::SecureClient => "tls client".into(),
+        Action::SecureServer => "tls server".into(),
         Action::GoTransfer(id) => format!("go {id}"),
         Action::CancelTransfer(id) => format!("cancel {id}"),
         Action::Close(end) => format!("close: {end}"),
@@ -245,6 +285,9 @@ enum Step {
     ClientEof,
     ServerEof,
     Shutdown,
+    /// The client's (server's) TLS handshake ended, well or not.
+    ClientTls(bool),
+    ServerTls(bool),
     /// Not an input: asserts whether the core wants the next client line now.
     Reading(bool),
 }
@@ -259,6 +302,11 @@ struct Case {
     free_ports: Option<usize>,
     /// Log in (USER a / 331 / PASS b / 230) before the steps.
     login: bool,
+    /// TLS already up at the start (implicit).
+    secured: Secured,
+    /// What the core does at its start (the greeting relayed, unless the server leg
+    /// is secured first).
+    greeting: &'static [&'static str],
     steps: Vec<(Step, &'static [&'static str])>,
 }
 
@@ -272,6 +320,8 @@ fn case(name: &'static str, parts: &[Steps]) -> Case {
         client: None,
         free_ports: None,
         login: true,
+        secured: Secured::default(),
+        greeting: &["c: 220 ready"],
         steps: parts.iter().flat_map(|p| p.iter().cloned()).collect(),
     }
 }
@@ -342,6 +392,8 @@ fn kind(step: &Step) -> &'static str {
         ClientEof => "client-eof",
         ServerEof => "server-eof",
         Shutdown => "shutdown",
+        ClientTls(_) => "client-tls",
+        ServerTls(_) => "server-tls",
         Reading(_) => "check",
     }
 }
@@ -376,6 +428,14 @@ fn with(config: &'static str, mut c: Case) -> Case {
 }
 
 fn cases() -> Vec<Case> {
+    let mut all = table();
+    all.extend(tls_cases::cases());
+    all
+}
+
+mod tls_cases;
+
+fn table() -> Vec<Case> {
     vec![
         // --- login and its state --------------------------------------------------------
         logged_out(case(
@@ -905,10 +965,12 @@ fn cases() -> Vec<Case> {
             )]],
         ),
         case(
-            "AUTH alone and the other RFC 4217 commands get 502",
+            "without listener TLS: AUTH gets 502, PBSZ/PROT 503, CCC 534, none relayed",
             &[&[
-                (C("AUTH TLS"), &["c: 502 Security extensions are not available through this proxy."]),
-                (C("PBSZ 0"), &["c: 502 Security extensions are not available through this proxy."]),
+                (C("AUTH TLS"), &["c: 502 AUTH not available: this listener has no TLS."]),
+                (C("PBSZ 0"), &["c: 503 PBSZ needs AUTH TLS first."]),
+                (C("PROT P"), &["c: 503 PROT needs AUTH TLS first."]),
+                (C("CCC"), &["c: 534 CCC refused: the control connection stays protected."]),
             ]],
         ),
         case(
