@@ -4,7 +4,7 @@
 # same run, with the ratio proxy/direct. The plain-FTP figures are benches/bench.sh's.
 #
 # Figures (all passive: curl EPSV, ftpgate server_mode=passive; TLS as negotiated,
-# TLS 1.3 with OpenSSL 3 and rustls):
+# TLS 1.3, TLS_AES_256_GCM_SHA384 on every leg with OpenSSL 3 and rustls):
 #   - FTPS -> ftpgate -> FTPS: RETR and STOR of one BENCH_SIZE_MIB file, curl --ssl-reqd
 #     (AUTH TLS, PROT P) to an ftpgate listener with tls.mode explicit and
 #     require_reuse true, ftpgate to vsftpd with route.tls explicit, data private;
@@ -18,13 +18,14 @@
 #     PASV + LIST + QUIT, python ftplib FTP_TLS, benches/session_setup.py --tls), median
 #     and p90 over BENCH_SESSIONS sessions run one after another, through ftpgate
 #     (listener require_reuse false) vs directly. ftplib does not resume TLS sessions on
-#     data connections, so this figure uses a second vsftpd with require_ssl_reuse=NO.
+#     data connections, so this figure uses a second vsftpd with require_ssl_reuse=NO
+#     (ftpgate still resumes on its leg to the server, ftplib direct does not).
 # RETR goes to /dev/null; STOR reads the source from tmpfs (/dev/shm when it has room)
 # and vsftpd writes it there. Transfers alternate direct / FTPS gate / plain gate,
 # BENCH_REPEAT rounds, median of each. Every transfer is checked: RETR byte count and
 # 226, STOR size on the server's disk; with BENCH_VERIFY=1 (default) also the SHA-256
 # of every stored file and of one untimed download through each gateway path.
-# The test CA and the server certificates (SAN IP:127.0.0.1, DNS:localhost) are made
+# The test CA and the server certificate (SAN IP:127.0.0.1, DNS:localhost) are made
 # with openssl at run time and deleted with everything else on exit.
 #
 # Usage (as root; needs vsftpd curl python3 openssl):
@@ -36,7 +37,9 @@
 #        BENCH_KEEP=1 keeps the work directory (configs, logs, the PKI; not the data)
 # Ports: the same range as benches/bench.sh (see there for why); picked at run time,
 # so the two benchmarks can run at once (but should not: they share the CPU).
-# The machine is small and shared: treat single runs as rough, compare ratios.
+# A full run (1 GiB) takes about 3 minutes on the 2-core development machine.
+# The machine is small and shared: treat single runs as rough, compare ratios; the
+# load average before and after the measurements is printed with the table.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
