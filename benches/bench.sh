@@ -12,6 +12,7 @@
 #     (`mirror`), wall time.
 #   - session setup (connect + login + PASV + LIST + QUIT, python ftplib), median and
 #     p90 over BENCH_SESSIONS sessions run one after another.
+# The FTPS figures (TLS on one or both legs) are benches/bench-tls.sh's.
 #
 # Usage (as root; needs vsftpd curl lftp python3):
 #   benches/bench.sh
