@@ -70,7 +70,12 @@ impl<P: Ports> Core<P> {
                 self.send(Reply::new(221, "Goodbye."));
                 self.close(crate::session::SessionEnd::Quit);
             }
-            input if self.transfer_running() || self.orphaned() => self.stash.push_back(input),
+            // Waiting for the server (a reply, or its leg being secured): the line waits its
+            // turn. The driver reads the client only when the core wants it, so this is a
+            // second line of defence: nothing overtakes what is in flight.
+            input if self.transfer_running() || self.orphaned() || !self.is_quiet() => {
+                self.stash.push_back(input)
+            }
             input => self.on_input(input),
         }
     }

@@ -295,6 +295,8 @@ pub struct Core<P: Ports> {
     server_tls: tls::ServerSecurity,
     /// What to do once the server leg is secured (its `AUTH TLS` is in flight).
     after_secure: Option<tls::AfterSecure>,
+    /// A Secure action was queued and its handshake's outcome is not in yet.
+    handshaking: bool,
 }
 
 impl<P: Ports> Core<P> {
@@ -344,6 +346,7 @@ impl<P: Ports> Core<P> {
                 private: false,
             },
             after_secure: None,
+            handshaking: false,
         };
         if let Start::ForwardUser(_) = start {
             // The client was greeted (and spoke) before the server leg opened.
@@ -480,9 +483,14 @@ impl<P: Ports> Core<P> {
         }
     }
 
-    /// Nothing in flight: no command awaiting the server, no transfer, no reply queued.
+    /// Nothing in flight: no command awaiting the server, no transfer, no reply queued,
+    /// no leg being secured (nothing may overtake a handshake on either leg).
     fn is_quiet(&self) -> bool {
-        self.pending.is_empty() && !self.transfer_running() && self.out.is_empty()
+        self.pending.is_empty()
+            && !self.transfer_running()
+            && self.out.is_empty()
+            && !self.handshaking
+            && self.after_secure.is_none()
     }
 
     /// Waiting only for replies the client will never see: it may quit meanwhile.

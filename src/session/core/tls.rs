@@ -126,9 +126,11 @@ impl<P: Ports> Core<P> {
         // so the 234 is the last plaintext the client reads.
         self.send(security::auth_accepted());
         self.actions.push_back(Action::SecureClient);
+        self.handshaking = true;
     }
 
     pub(super) fn on_client_secured(&mut self, result: Result<(), String>) {
+        self.handshaking = false;
         match result {
             Ok(()) => {
                 tracing::info!("client control connection is TLS");
@@ -179,6 +181,7 @@ impl<P: Ports> Core<P> {
     }
 
     pub(super) fn on_server_secured(&mut self, result: Result<(), TlsFailure>) {
+        self.handshaking = false;
         match result {
             Ok(()) => {
                 tracing::info!("server control connection is TLS");
@@ -198,6 +201,7 @@ impl<P: Ports> Core<P> {
         match step {
             SecureStep::Auth if reply.code == 234 => {
                 self.actions.push_back(Action::SecureServer);
+                self.handshaking = true;
             }
             SecureStep::Auth => self.fail_server_tls(TlsFailure {
                 reason: format!("the FTP server refused AUTH TLS ({})", reply.code),

@@ -219,6 +219,17 @@ pub(super) fn cases() -> Vec<Case> {
             ]],
         ),
         server_tls(
+            "mode: explicit, verify: false",
+            "a client line that comes while the server leg is being secured waits for it",
+            &[&[
+                (C("USER a"), &[]),
+                (S("234 go ahead"), &["tls server"]),
+                (ServerTls(true), &["s: PBSZ 0"]),
+                (S("200 PBSZ=0"), &["s: PROT P"]),
+                (S("200 PROT now Private"), &["c: 220 ready", "s: USER a"]),
+            ]],
+        ),
+        server_tls(
             "mode: explicit, verify: false, data: clear",
             "route tls data: clear: no PROT P, plain server data",
             &[
@@ -298,4 +309,175 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )),
     ]
+}
+
+/// Arbitrary sequences on a TLS listener in front of a TLS route, with the driver's part
+/// played as the driver plays it: a handshake outcome right after each Secure action.
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CLIENT: &[&str] = &[
+        "AUTH TLS",
+        "AUTH SSL",
+        "PBSZ 0",
+        "PROT P",
+        "PROT C",
+        "PROT S",
+        "CCC",
+        "USER a",
+        "PASS b",
+        "PASV",
+        "EPSV",
+        "PORT 192,0,2,10,19,136",
+        "RETR f",
+        "STOR f",
+        "REIN",
+        "QUIT",
+        "FEAT",
+        "NOOP",
+        "ABOR",
+    ];
+    const SERVER: &[&str] = &[
+        "234 go",
+        "200 ok",
+        "230 ok",
+        "331 pw",
+        "150 go",
+        "226 ok",
+        "500 no",
+        "421 bye",
+        "227 Entering Passive Mode (198,51,100,10,117,48)",
+        "229 Entering Extended Passive Mode (|||30000|)",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum In {
+        Client(&'static str, bool),
+        Server(&'static str),
+        Data(u64, bool),
+        Wait(u64),
+    }
+
+    fn input() -> impl Strategy<Value = In> {
+        prop_oneof![
+            6 => (proptest::sample::select(CLIENT), proptest::bool::weighted(0.05))
+                .prop_map(|(l, p)| In::Client(l, p)),
+            6 => proptest::sample::select(SERVER).prop_map(In::Server),
+            1 => (1u64..4, any::<bool>()).prop_map(|(id, ok)| In::Data(id, ok)),
+            1 => (0u64..40).prop_map(In::Wait),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        client_tls: bool,
+        server_tls: bool,
+        last_reply: Option<u16>,
+        closed: bool,
+    }
+
+    /// Checks one action, then plays the driver's part for Secure actions.
+    fn act(
+        rig: &mut Rig,
+        a: Action<FakeListener>,
+        seen: &mut Seen,
+        outcomes: &mut impl Iterator<Item = bool>,
+    ) -> Result<(), String> {
+        if seen.closed {
+            return Err(format!("an action after Close: {a:?}"));
+        }
+        match a {
+            Action::ToServer(l) => {
+                let l = String::from_utf8_lossy(&l).into_owned();
+                if !seen.server_tls && l != "AUTH TLS" {
+                    return Err(format!("`{l}` went to the server before its leg was TLS"));
+                }
+            }
+            Action::ToClient(r) => seen.last_reply = Some(r.code),
+            Action::SecureClient => {
+                if seen.last_reply != Some(234) {
+                    return Err(format!(
+                        "client handshake after {:?}, not 234",
+                        seen.last_reply
+                    ));
+                }
+                let ok = outcomes.next().unwrap_or(true);
+                seen.client_tls = ok;
+                rig.core.handle(
+                    Input::ClientSecured(if ok { Ok(()) } else { Err("x".into()) }),
+                    rig.now,
+                );
+            }
+            Action::SecureServer => {
+                let ok = outcomes.next().unwrap_or(true);
+                seen.server_tls = ok;
+                let result = if ok {
+                    Ok(())
+                } else {
+                    Err(TlsFailure {
+                        reason: "x".into(),
+                        client_text: "y",
+                    })
+                };
+                rig.core.handle(Input::ServerSecured(result), rig.now);
+            }
+            Action::StartTransfer(p) => {
+                if p.client_tls && !seen.client_tls {
+                    return Err("a TLS client data leg without a TLS control connection".into());
+                }
+                if p.server_tls && !seen.server_tls {
+                    return Err("a TLS server data leg without a TLS control connection".into());
+                }
+            }
+            Action::Close(_) => seen.closed = true,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("SESSION_PROPS_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+        ))]
+        #[test]
+        fn tls_sequences_keep_the_tls_invariants(
+            inputs in proptest::collection::vec(input(), 1..60),
+            outcomes in proptest::collection::vec(proptest::bool::weighted(0.9), 8),
+        ) {
+            let config = leak(format!(", tls: {{ mode: explicit, verify: false, data: match_client }}||{EXPLICIT}"));
+            let c = Case {
+                greeting: &["s: AUTH TLS"],
+                login: false,
+                ..with(config, case("tls props", &[]))
+            };
+            let mut rig = Rig::new(&c);
+            let mut seen = Seen::default();
+            let mut outcomes = outcomes.into_iter();
+            for i in inputs {
+                let input = match i {
+                    In::Client(l, pipelined) => Input::Client {
+                        frame: Frame::Line(Bytes::from_static(l.as_bytes())),
+                        more_buffered: pipelined,
+                    },
+                    In::Server(l) => Input::Server(Frame::Line(Bytes::from_static(l.as_bytes()))),
+                    In::Data(id, ok) => Input::Data(DataEvent {
+                        id,
+                        bytes: 1,
+                        result: if ok { Ok(()) } else { Err(DataFail::ClientIo.error()) },
+                    }),
+                    In::Wait(s) => {
+                        rig.now += Duration::from_secs(s);
+                        Input::Tick
+                    }
+                };
+                rig.core.handle(input, rig.now);
+                while let Some(a) = rig.core.poll_action() {
+                    if let Err(e) = act(&mut rig, a, &mut seen, &mut outcomes) {
+                        prop_assert!(false, "{e}");
+                    }
+                }
+            }
+        }
+    }
 }
