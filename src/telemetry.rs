@@ -8,7 +8,9 @@ pub fn init(log: &LogConfig) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(&log.level));
+        // rustls warns about its peers' quirks (an IP address in SNI, as lftp sends) on
+        // every connection; those are not ftpgate's to report. RUST_LOG can still ask.
+        .unwrap_or_else(|| EnvFilter::new(format!("{},rustls=error", log.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

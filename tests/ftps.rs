@@ -689,3 +689,91 @@ fn plaintext_on_an_implicit_listener_and_tls_on_a_plain_one_are_closed_in_time()
     );
     proxy.stop(rt);
 }
+
+// ---------------------------------------------------------------------------------------
+// RFC 4217 over a real session
+
+#[test]
+fn rfc_4217_order_and_refusals_on_a_real_session() {
+    let rig = Rig::new("rfc 4217", 30);
+    let Rig { pki, .. } = &rig;
+    let unftp = rig.plain_server();
+    let proxy = rig.proxy(unftp.addr, &format!("mode: explicit, {}", pki.files()), "");
+    // Before AUTH: PBSZ and PROT are out of order.
+    let mut c = Ctrl::connect(proxy.addr);
+    assert_eq!(c.reply().code, 220);
+    assert_eq!(c.cmd("PBSZ 0").code, 503, "PBSZ before AUTH");
+    assert_eq!(c.cmd("PROT P").code, 503, "PROT before AUTH");
+    assert_eq!(c.cmd("AUTH GSSAPI").code, 504, "an unknown mechanism");
+    // curl's first try: AUTH SSL, accepted as TLS.
+    assert_eq!(c.cmd("AUTH SSL").code, 234, "AUTH SSL");
+    drop(c);
+    // Over TLS (TlsCtrl sends AUTH TLS, PBSZ 0, PROT P and checks their 234/200/200).
+    let mut c = TlsCtrl::explicit(proxy.addr, client_config(&pki.ca, versions(false)));
+    assert_eq!(c.cmd("AUTH TLS").0, 503, "a second AUTH");
+    assert_eq!(c.cmd("PROT S").0, 536, "PROT S");
+    assert_eq!(c.cmd("PROT E").0, 536, "PROT E");
+    assert_eq!(c.cmd("PROT X").0, 504, "an unknown level");
+    assert_eq!(c.cmd("CCC").0, 534, "CCC");
+    let (code, text) = c.cmd("FEAT");
+    assert_eq!(code, 211);
+    for f in [" AUTH TLS", " PBSZ", " PROT"] {
+        assert!(text.contains(f), "FEAT lacks {f}: {text}");
+    }
+    c.login();
+    let (code, _) = c.cmd("REIN");
+    assert_eq!(code, 421, "REIN on a TLS session closes it");
+    drop(c);
+    // FEAT on a listener without TLS offers none of it.
+    let proxy2 = rig.proxy(unftp.addr, "", "");
+    let mut c = Ctrl::connect(proxy2.addr);
+    assert_eq!(c.reply().code, 220);
+    let feat = c.cmd("FEAT");
+    assert!(!feat.text().contains("AUTH"), "{feat:?}");
+    assert_eq!(c.cmd("AUTH TLS").code, 502);
+    drop(c);
+    proxy.stop(&rig.rt);
+    proxy2.stop(&rig.rt);
+}
+
+#[test]
+fn route_tls_implicit_sends_pbsz_and_prot_and_protects_the_data() {
+    // The implicit FTPS server here is a second ftpgate (libunftp has no implicit mode)
+    // whose listener refuses clear data (data: required): if the route did not send
+    // PROT P, every transfer would be refused there.
+    let rig = Rig::new("route implicit", 30);
+    let Rig { pki, dir, .. } = &rig;
+    let unftp = rig.plain_server();
+    let implicit = rig.proxy(
+        unftp.addr,
+        &format!(
+            "mode: implicit, {}, data: required, require_reuse: true",
+            pki.files()
+        ),
+        "",
+    );
+    let front = start_proxy_yaml(
+        &rig.rt,
+        &yaml(
+            implicit.addr,
+            &Ports::new(),
+            "passive",
+            "",
+            &format!("mode: implicit, ca: {}, data: private", pki.ca.display()),
+        ),
+    );
+    let mut c = suppaftp_client(front.addr, suppaftp::Mode::Passive);
+    let (bytes, sum) = random_file(1024 * 1024 + 3);
+    std::fs::write(dir.path().join("f.bin"), &bytes).expect("write");
+    assert_eq!(sha256_hex(&FtpOps::retr(&mut c, "f.bin")), sum, "RETR");
+    FtpOps::stor(&mut c, "g.bin", &bytes);
+    assert_disk_file(&dir.path().join("g.bin"), &sum, "STOR");
+    Box::new(c).quit();
+    assert_eq!(
+        implicit.metrics.transfers_failed.get(),
+        0,
+        "refused clear data"
+    );
+    front.stop(&rig.rt);
+    implicit.stop(&rig.rt);
+}

@@ -78,11 +78,11 @@ pub fn prot(state: &ClientSecurity, cmd: &CommandLine) -> Result<bool, Reply> {
     if !state.tls {
         return Err(Reply::new(503, "PROT needs AUTH TLS first."));
     }
-    if !state.pbsz {
-        return Err(Reply::new(503, "PBSZ must come before PROT."));
-    }
     match cmd.arg.trim_ascii().to_ascii_uppercase().as_slice() {
+        // Clear data needs no buffer size; Python's ftplib sends `PROT C` alone, and
+        // vsftpd and pure-ftpd take it.
         b"C" => Ok(false),
+        b"P" if !state.pbsz => Err(Reply::new(503, "PBSZ must come before PROT P.")),
         b"P" => Ok(true),
         b"S" | b"E" => Err(Reply::new(
             536,

@@ -354,6 +354,11 @@ impl<P: Ports> Core<P> {
         }
         if core.server_needs_auth() {
             core.secure_server(tls::AfterSecure::Start(start));
+        } else if core.server_tls.tls {
+            // Implicit TLS: the handshake came before the greeting; PBSZ and PROT still
+            // come before anything of the client's.
+            core.after_secure = Some(tls::AfterSecure::Start(start));
+            core.send_pbsz();
         } else {
             core.begin(start);
         }

@@ -186,13 +186,18 @@ impl<P: Ports> Core<P> {
             Ok(()) => {
                 tracing::info!("server control connection is TLS");
                 self.server_tls.tls = true;
-                self.forward_raw(
-                    Bytes::from_static(b"PBSZ 0"),
-                    Pending::Secure(SecureStep::Pbsz),
-                );
+                self.send_pbsz();
             }
             Err(f) => self.fail_server_tls(f),
         }
+    }
+
+    /// `PBSZ 0` to a server whose leg is TLS; `PROT` follows (`on_secure_reply`).
+    pub(super) fn send_pbsz(&mut self) {
+        self.forward_raw(
+            Bytes::from_static(b"PBSZ 0"),
+            Pending::Secure(SecureStep::Pbsz),
+        );
     }
 
     /// The server's final reply to one of ftpgate's security commands.

@@ -103,7 +103,9 @@ pub(super) fn cases() -> Vec<Case> {
                 (C("AUTH KERBEROS_V4"), &["c: 504 Unsupported security mechanism; use AUTH TLS."]),
                 (C("AUTH TLS"), &[C234, "tls client"]),
                 (ClientTls(true), &[]),
-                (C("PROT P"), &["c: 503 PBSZ must come before PROT."]),
+                (C("PROT P"), &["c: 503 PBSZ must come before PROT P."]),
+                // Clear data needs no PBSZ (Python's ftplib sends PROT C alone).
+                (C("PROT C"), &["c: 200 Protection level set to C."]),
                 (C("PBSZ x"), &["c: 501 Syntax error in PBSZ argument: a decimal size."]),
                 (C("PBSZ 0"), &["c: 200 PBSZ=0"]),
                 (C("PROT S"), &["c: 536 Protection level not supported; use PROT C or PROT P."]),
@@ -229,6 +231,29 @@ pub(super) fn cases() -> Vec<Case> {
                 (S("200 PROT now Private"), &["c: 220 ready", "s: USER a"]),
             ]],
         ),
+        Case {
+            secured: Secured {
+                client: crate::session::security::ClientSecurity::default(),
+                server: true,
+            },
+            greeting: &["s: PBSZ 0"],
+            login: false,
+            ..with(
+                ", tls: { mode: implicit, verify: false }|",
+                case(
+                    "route tls implicit: PBSZ 0 and PROT P before the greeting, then TLS server data",
+                    &[&[
+                        (S("200 PBSZ=0"), &["s: PROT P"]),
+                        (S("200 PROT now Private"), &["c: 220 ready"]),
+                        (C("USER a"), &["s: USER a"]),
+                        (S("230 in"), &["c: 230 in"]),
+                        (C("PASV"), &[P227, "s: PASV"]),
+                        (S(S227), &[]),
+                        (C("RETR f"), &["start 1 down accept(192.0.2.1:50000<-192.0.2.10) connect(198.51.100.10:30000) tls=server", "s: RETR f"]),
+                    ]],
+                ),
+            )
+        },
         server_tls(
             "mode: explicit, verify: false, data: clear",
             "route tls data: clear: no PROT P, plain server data",
