@@ -85,6 +85,35 @@ now() { printf '%s' "$EPOCHREALTIME"; }
 # elapsed START [END]: seconds between two now() values, 3 decimals.
 elapsed() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - a }'; }
 
+# in_range N "LO HI": is N within LO..HI?
+in_range() {
+    local lo hi
+    read -r lo hi <<<"$2"
+    [[ $1 =~ ^[0-9]+$ ]] && (($1 >= lo && $1 <= hi))
+}
+
+# ------------------------------------------------------------- case logs ----
+# Byte offsets of the logs at the start of a case, to show only that case's lines.
+declare -A LOG_OFF
+mark_logs() {
+    local f
+    LOG_OFF=()
+    for f in "$@"; do
+        if [[ -f $f ]]; then LOG_OFF[$f]=$(stat -c %s "$f"); fi
+    done
+}
+show_logs() {
+    local f off
+    for f in "${!LOG_OFF[@]}"; do
+        off=${LOG_OFF[$f]}
+        echo "    --- $f (this case, last 40 lines)"
+        tail -c +$((off + 1)) "$f" | tail -n 40 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
+    done
+}
+
+# mask_pass: hide the test user's password in client traces (curl, lftp, ftplib).
+mask_pass() { sed -E "s/^(> |---> )PASS .*/\\1PASS ****/; s/^(\\*cmd\\* 'PASS ).*/\\1****'/"; }
+
 # ------------------------------------------------------------------ ports ----
 # pick_ports LO HI SIZE...: sets PORT_FIRST[i] and PORT_LAST[i] for each SIZE.
 pick_ports() {

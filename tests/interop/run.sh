@@ -194,13 +194,6 @@ check_trace() {
     fi
 }
 
-# in_range N "LO HI": is N within LO..HI?
-in_range() {
-    local lo hi
-    read -r lo hi <<<"$2"
-    [[ $1 =~ ^[0-9]+$ ]] && (($1 >= lo && $1 <= hi))
-}
-
 # check_addresses SERVER MODE: prove that addresses were rewritten, not forwarded.
 # Client side: every 227/229 reply the client saw must point at 127.0.0.1 and into
 # the passive range of whoever it talked to (the server when direct, ftpgate
@@ -338,26 +331,6 @@ run_op() {
     esac
 }
 
-# Byte offsets of the logs at the start of a case, to show only that case's lines.
-declare -A LOG_OFF
-mark_logs() {
-    local f
-    LOG_OFF=()
-    for f in "$@"; do
-        if [[ -f $f ]]; then LOG_OFF[$f]=$(stat -c %s "$f"); fi
-    done
-}
-show_logs() {
-    local f off
-    for f in "${!LOG_OFF[@]}"; do
-        off=${LOG_OFF[$f]}
-        echo "    --- $f (this case, last 40 lines)"
-        tail -c +$((off + 1)) "$f" | tail -n 40 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
-    done
-}
-
-# mask_pass: hide the test user's password in client traces.
-mask_pass() { sed -E 's/^(> |---> )PASS .*/\1PASS ****/'; }
 
 # report SERVER MODE CLIENT OP STATUS: print the case line, count it, and on failure
 # show the reason, the client's trace and the logs.
