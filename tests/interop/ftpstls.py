@@ -86,8 +86,11 @@ def session(args):
         ftp.login(args.user, os.environ.get("FTP_PASS", ""))
     if args.tls != "off":
         if args.prot == "p":
-            ftp.prot_p()
+            ftp.prot_p()  # sends PBSZ 0 first
         else:
+            # ftplib's prot_c() sends PROT C alone; RFC 4217 section 9 wants PBSZ first
+            # (vsftpd and pure-ftpd let it pass, ftpgate and proftpd refuse it).
+            ftp.voidcmd("PBSZ 0")
             ftp.prot_c()
     ftp.set_pasv(not args.active)
     return ftp

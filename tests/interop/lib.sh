@@ -134,6 +134,23 @@ wait_banner() {
     python3 "$INTEROP_DIR/ftpwait.py" 127.0.0.1 "$@"
 }
 
+# wait_accept PORT SECS [PID]: wait until something accepts TCP connections on
+# 127.0.0.1:PORT (for listeners that greet with a refusal); give up early if PID exits.
+wait_accept() {
+    local port=$1 secs=$2 pid=${3:-} end
+    end=$((SECONDS + secs))
+    while ((SECONDS < end)); do
+        [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || { log "process $pid exited before 127.0.0.1:$port listened"; return 1; }
+        # shellcheck disable=SC2016 # $1 is expanded by the child shell
+        if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "nothing accepted on 127.0.0.1:$port within ${secs}s"
+    return 1
+}
+
 # ------------------------------------------------------------------- user ----
 # make_ftp_user HOME: create a local user (random name and password) whose home is
 # HOME; sets FTP_USER and FTP_PASS. The user is deleted on exit.
