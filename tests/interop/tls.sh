@@ -25,8 +25,11 @@
 #                              (grep -E), e.g. 'direct' or 'proftpd.*curl'
 #   INTEROP_LONG_COUNT=50 INTEROP_LONG_KIB=64   the long session's uploads/downloads
 #   INTEROP_PORT_LO=20000 INTEROP_PORT_HI=27999   where free ports are picked
-#   INTEROP_CMD_TIMEOUT=45     seconds per client command (a 64 MiB FTPS transfer through
-#                              ftpgate takes about a second here; a hang costs this much)
+#   INTEROP_CMD_TIMEOUT=60     seconds per client command (a 64 MiB FTPS transfer through
+#                              ftpgate takes about a second here)
+#   INTEROP_STALL_SECS=15      a client gives up after this long without progress (curl
+#                              --speed-time, lftp net:timeout, ftplib's socket timeout),
+#                              so that a hung case costs 15 s, not the whole timeout
 #   INTEROP_DEADLINE_SECS=900  whole-suite budget; cases after it fail
 #   INTEROP_KEEP=1             keep the work directory (logs, traces, configs)
 #   FTPGATE_LOG_LEVEL=info     ftpgate's log.level in the generated configs
@@ -46,7 +49,8 @@ LONG_COUNT=${INTEROP_LONG_COUNT:-50}
 LONG_KIB=${INTEROP_LONG_KIB:-64}
 PORT_LO=${INTEROP_PORT_LO:-20000}
 PORT_HI=${INTEROP_PORT_HI:-27999}
-CMD_TIMEOUT=${INTEROP_CMD_TIMEOUT:-45}
+CMD_TIMEOUT=${INTEROP_CMD_TIMEOUT:-60}
+STALL=${INTEROP_STALL_SECS:-15}
 DEADLINE_SECS=${INTEROP_DEADLINE_SECS:-900}
 PY=/usr/bin/python3 # the system's: its ssl module is Debian's OpenSSL
 BLOCK=40            # ports per passive / active range
@@ -392,7 +396,8 @@ run_client() {
     local -a args
     case $client in
     curl*)
-        args=(-sS -v --no-ftp-skip-pasv-ip --connect-timeout 10 --max-time "$CMD_TIMEOUT" -u "$FTP_USER:$FTP_PASS")
+        args=(-sS -v --no-ftp-skip-pasv-ip --connect-timeout 10 --max-time "$CMD_TIMEOUT"
+            --speed-limit 1 --speed-time "$STALL" -u "$FTP_USER:$FTP_PASS")
         url="ftp://127.0.0.1:$port/"
         case $client in
         curl-tls*) args+=(--ssl-reqd --cacert "$CA") ;;
@@ -429,7 +434,7 @@ run_client() {
         ;;
     ftplib*)
         args=(--port "$port" --user "$FTP_USER" --tls "${C_TLS[$client]}" --prot "${C_PROT[$client]}"
-            --cafile "$CA" --timeout 30)
+            --cafile "$CA" --timeout "$STALL")
         [[ $client == *-port ]] && args+=(--active)
         timeout -k 5 "$CMD_TIMEOUT" "$PY" "$INTEROP_DIR/ftpstls.py" xfer "${args[@]}" "$op" "$remote" "$lpath" \
             >"$OUT_FILE" 2>"$TRACE"
@@ -442,7 +447,7 @@ lftp_settings() {
     echo "set cmd:fail-exit yes"
     echo "set net:max-retries 1"
     echo "set net:persist-retries 0"
-    echo "set net:timeout 20"
+    echo "set net:timeout $STALL"
     echo "set net:reconnect-interval-base 1"
     echo "set xfer:clobber yes"
     echo "set ssl:verify-certificate yes"
@@ -751,7 +756,8 @@ long_case() {
         run_lftp_script "$script" || rc=$?
     else
         timeout -k 5 "$CMD_TIMEOUT" "$PY" "$INTEROP_DIR/ftpstls.py" long --port "$port" --user "$FTP_USER" \
-            --tls "${C_TLS[$client]}" --prot "${C_PROT[$client]}" --cafile "$CA" "$LONG_COUNT" "$WORK/long" \
+            --tls "${C_TLS[$client]}" --prot "${C_PROT[$client]}" --cafile "$CA" --timeout "$STALL" \
+            "$LONG_COUNT" "$WORK/long" \
             >"$OUT_FILE" 2>"$TRACE" || rc=$?
     fi
     SECS=$(elapsed "$t0")
