@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """FTPS helper for the TLS interop suite (tests/interop/tls.sh): Python's ftplib as a
-third client next to curl and lftp, a greeting wait for implicit-TLS listeners, and
-the raw-socket probes of the negative cases.
+third client next to curl and lftp, and the raw-socket probes of the negative cases.
 
 usage:
-  ftpstls.py wait HOST PORT SECONDS [PID]          220 over implicit TLS (no verify)
   ftpstls.py xfer [options] OP REMOTE [LOCAL]       one ftplib session: retr|stor|list
   ftpstls.py long [options] COUNT DIR               ONE session: COUNT STOR + COUNT RETR
                                                     of the files DIR/long-*.bin
@@ -34,7 +32,6 @@ import os
 import socket
 import ssl
 import sys
-import time
 
 
 def out(msg):
@@ -161,28 +158,6 @@ def read_line(sock, limit=10.0):
     return data
 
 
-def cmd_wait(args):
-    deadline = time.monotonic() + args.seconds
-    last = "no attempt"
-    while time.monotonic() < deadline:
-        if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
-            print(f"ftpstls: process {args.pid} exited", file=sys.stderr)
-            return 1
-        try:
-            with socket.create_connection((args.host, args.port), timeout=2) as raw:
-                with context(None).wrap_socket(raw, server_hostname=args.host) as s:
-                    line = read_line(s, 5).split(b"\n", 1)[0]
-                    if line.startswith(b"220"):
-                        s.sendall(b"QUIT\r\n")
-                        return 0
-                    last = f"greeting {line!r}"
-        except (OSError, ssl.SSLError) as err:
-            last = str(err)
-        time.sleep(0.1)
-    print(f"ftpstls: no 220 over TLS from {args.host}:{args.port} (last: {last})", file=sys.stderr)
-    return 1
-
-
 def cmd_user_first(args):
     """USER before AUTH TLS: prints the reply code (530 or 534 expected)."""
     with socket.create_connection((args.host, args.port), timeout=10) as s:
@@ -259,11 +234,6 @@ def main(argv):
     ftp_opts(sp)
     sp.add_argument("count", type=int)
     sp.add_argument("dir")
-    sp = sub.add_parser("wait")
-    sp.add_argument("host")
-    sp.add_argument("port", type=int)
-    sp.add_argument("seconds", type=float)
-    sp.add_argument("pid", type=int, nargs="?")
     for name in ("user-first", "plain-to-tls", "tls-to-plain"):
         sp = sub.add_parser(name)
         sp.add_argument("host")
@@ -272,7 +242,6 @@ def main(argv):
     handler = {
         "xfer": cmd_xfer,
         "long": cmd_long,
-        "wait": cmd_wait,
         "user-first": cmd_user_first,
         "plain-to-tls": cmd_plain_to_tls,
         "tls-to-plain": cmd_tls_to_plain,

@@ -92,6 +92,31 @@ in_range() {
     [[ $1 =~ ^[0-9]+$ ]] && (($1 >= lo && $1 <= hi))
 }
 
+# check_passive_replies PREFIX_RE "LO HI" WHO: every 227/229 reply in $TRACE (lines
+# matching PREFIX_RE then the code) advertises 127.0.0.1 and a port in LO..HI, the
+# passive range of WHO (the server, or ftpgate). A proxy that forwards the server's
+# reply instead of rewriting it fails here. Sets REASON and returns 1 otherwise.
+check_passive_replies() {
+    local prefix=$1 want=$2 who=$3 line hp p a
+    while IFS= read -r line; do
+        if [[ $line =~ ([0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+) ]]; then
+            IFS=, read -ra hp <<<"${BASH_REMATCH[1]}"
+            a="${hp[0]}.${hp[1]}.${hp[2]}.${hp[3]}"
+            p=$((hp[4] * 256 + hp[5]))
+            [[ $a == 127.0.0.1 ]] || { REASON="227 reply advertises $a, want 127.0.0.1: $line"; return 1; }
+        elif [[ $line =~ \|\|\|([0-9]+)\| ]]; then
+            p=${BASH_REMATCH[1]}
+        else
+            REASON="cannot parse passive reply: $line"
+            return 1
+        fi
+        in_range "$p" "$want" || {
+            REASON="passive reply port $p is outside ${want/ /-} ($who range): $line"
+            return 1
+        }
+    done < <(grep -E "${prefix}22[79] " "$TRACE" | tr -d '\r')
+}
+
 # ------------------------------------------------------------- case logs ----
 # Byte offsets of the logs at the start of a case, to show only that case's lines.
 declare -A LOG_OFF
@@ -113,6 +138,18 @@ show_logs() {
 
 # mask_pass: hide the test user's password in client traces (curl, lftp, ftplib).
 mask_pass() { sed -E "s/^(> |---> )PASS .*/\\1PASS ****/; s/^(\\*cmd\\* 'PASS ).*/\\1****'/"; }
+
+# make_work_dir PREFIX: a fresh /tmp/PREFIX.XXXXXX as WORK, removed on exit unless
+# INTEROP_KEEP=1.
+make_work_dir() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX") || die "mktemp failed"
+    chmod 755 "$WORK"
+    if [[ "${INTEROP_KEEP:-0}" == 1 ]]; then
+        log "keeping work directory $WORK"
+    else
+        CLEAN_PATHS+=("$WORK")
+    fi
+}
 
 # ------------------------------------------------------------------ ports ----
 # pick_ports LO HI SIZE...: sets PORT_FIRST[i] and PORT_LAST[i] for each SIZE.
@@ -377,7 +414,7 @@ EOF
 # -------------------------------------------------------------------- TLS ----
 # wait_tls_banner PORT SECS [PID]: like wait_banner, for implicit FTPS (TLS first).
 wait_tls_banner() {
-    /usr/bin/python3 "$INTEROP_DIR/ftpstls.py" wait 127.0.0.1 "$@"
+    python3 "$INTEROP_DIR/ftpwait.py" --tls 127.0.0.1 "$@"
 }
 
 # make_test_pki DIR: a test CA (ca.pem) and a server certificate signed by it

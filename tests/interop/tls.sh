@@ -67,13 +67,7 @@ need_tools curl lftp openssl vsftpd sha256sum timeout setsid useradd userdel chp
 install_cleanup_trap
 
 SUITE_START=$EPOCHREALTIME
-WORK=$(mktemp -d /tmp/ftpgate-tls.XXXXXX)
-chmod 755 "$WORK"
-if [[ "${INTEROP_KEEP:-0}" == 1 ]]; then
-    log "keeping work directory $WORK"
-else
-    CLEAN_PATHS+=("$WORK")
-fi
+make_work_dir ftpgate-tls
 FTPHOME=$WORK/home
 DL=$WORK/dl
 PKI=$WORK/pki
@@ -515,26 +509,6 @@ check_trace() {
     fi
 }
 
-# check_pasv_replies CLIENT "LO HI" WHO: every 227/229 the client saw points at
-# 127.0.0.1 and into LO..HI (the passive range of WHO: the server, or ftpgate).
-check_pasv_replies() {
-    local client=$1 want=$2 who=$3 line hp p a
-    while IFS= read -r line; do
-        if [[ $line =~ ([0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+) ]]; then
-            IFS=, read -ra hp <<<"${BASH_REMATCH[1]}"
-            a="${hp[0]}.${hp[1]}.${hp[2]}.${hp[3]}"
-            p=$((hp[4] * 256 + hp[5]))
-            [[ $a == 127.0.0.1 ]] || { REASON="227 reply advertises $a: $line"; return 1; }
-        elif [[ $line =~ \|\|\|([0-9]+)\| ]]; then
-            p=${BASH_REMATCH[1]}
-        else
-            REASON="cannot parse passive reply: $line"
-            return 1
-        fi
-        in_range "$p" "$want" || { REASON="passive reply port $p is outside $who's range ${want/ /-}: $line"; return 1; }
-    done < <(grep -E "$(resp_re "$client")22[79] " "$TRACE" | tr -d '\r')
-}
-
 # server_cmds SERVER: the commands SERVER logged during this case (vsftpd's protocol
 # log, proftpd's ExtendedLog), one a line; nothing for pure-ftpd.
 server_cmds() {
@@ -618,9 +592,9 @@ xfer_op() {
     check_trace "$client" || return 1
     if [[ $(client_data "$client") == pasv ]]; then
         if [[ $via == direct ]]; then
-            check_pasv_replies "$client" "${SRV_PASV[$server]}" "$server" || return 1
+            check_passive_replies "$(resp_re "$client")" "${SRV_PASV[$server]}" "$server's" || return 1
         else
-            check_pasv_replies "$client" "${GW_PASV[${L_GATE[$via]}]}" "ftpgate" || return 1
+            check_passive_replies "$(resp_re "$client")" "${GW_PASV[${L_GATE[$via]}]}" "ftpgate's" || return 1
         fi
     fi
     [[ $via == direct ]] || check_upstream "$server" "$via" "$client" || return 1
@@ -733,16 +707,11 @@ version_case() { # LEG SERVER VIA PORT WANT [OPENSSL ARGS...]
 # long_case LEG SERVER VIA CLIENT: ONE session doing LONG_COUNT uploads then LONG_COUNT
 # downloads of LONG_KIB KiB files, each checked by sha256.
 long_case() {
-    local leg=$1 server=$2 via=$3 client=$4 port i st=0 t0 bad=0 script logs rc=0
+    local leg=$1 server=$2 via=$3 client=$4 port i st=0 bad=0 script rc=0
     selected "$leg $server $via $client" || return 0
     if [[ $via == direct ]]; then port=${SRV_PORT[$server]}; else port=${L_PORT[$via]}; fi
-    mapfile -t logs < <(case_logs "$server" "$via")
-    mark_logs "${logs[@]}"
-    TRACE=$WORK/case.trace BYTES=0 REASON=
-    : >"$TRACE"
     rm -f "$FTPHOME"/lup-long-*.bin "$FTPHOME"/pyup-long-*.bin "$WORK"/long/ldl-long-*.bin "$WORK"/long/pydl-long-*.bin
-    t0=$EPOCHREALTIME
-    if [[ $via != direct ]] && ! gate_ok "$via"; then
+    if ! case_begin "$server" "$via"; then
         rc=1
     elif [[ $client == lftp* ]]; then
         script=$WORK/lftp-long.script
@@ -760,7 +729,6 @@ long_case() {
             "$LONG_COUNT" "$WORK/long" \
             >"$OUT_FILE" 2>"$TRACE" || rc=$?
     fi
-    SECS=$(elapsed "$t0")
     if ((rc != 0)); then
         st=1
         [[ -n $REASON ]] || REASON="$client exited $rc"
@@ -787,10 +755,28 @@ long_case() {
             REASON="the client logged in more than once: not one session"
         fi
     fi
-    one_case "$st" "$leg" "$server" "$via" "$client" "long-${LONG_COUNT}x2x${LONG_KIB}KiB"
+    case_end "$st" "$leg" "$server" "$via" "$client" "long-${LONG_COUNT}x2x${LONG_KIB}KiB"
 }
 
 # ------------------------------------------------------------ negatives ----
+# case_begin SERVER VIA: start a case that is not a transfer: mark the logs it shows on
+# failure, reset its fields, start its clock (CASE_T0), and check its gate (returns 1,
+# with REASON set, when the gate is down). The caller reports with case_end.
+case_begin() {
+    local -a logs
+    mapfile -t logs < <(case_logs "$1" "$2")
+    mark_logs "${logs[@]}"
+    TRACE=$WORK/case.trace BYTES=0 SECS=0 REASON=''
+    : >"$TRACE"
+    : >"$OUT_FILE"
+    CASE_T0=$EPOCHREALTIME
+    [[ $2 == direct ]] || gate_ok "$2"
+}
+case_end() { # STATUS LEG SERVER VIA CLIENT OP
+    SECS=$(elapsed "$CASE_T0")
+    one_case "$@"
+}
+
 # no_login_upstream SERVER: SERVER logged no USER/PASS during this case.
 no_login_upstream() {
     local cmds
@@ -801,97 +787,88 @@ no_login_upstream() {
     fi
 }
 
+# curl_list VIA SCHEME [CURL ARGS...]: a bounded curl LIST of SCHEME://VIA's port/;
+# sets RC.
+curl_list() {
+    local via=$1 scheme=$2
+    shift 2
+    RC=0
+    timeout -k 5 40 curl -sS -v --connect-timeout 10 --max-time 30 -u "$FTP_USER:$FTP_PASS" "$@" \
+        "$scheme://127.0.0.1:${L_PORT[$via]}/" >"$OUT_FILE" 2>"$TRACE" || RC=$?
+}
+
 # refused_case LEG SERVER VIA WHAT: a plain curl LIST through VIA must be refused with
-# a 421 or 530 reply and SERVER must not see the login (verification failures, versions).
+# a 421 or 530 reply, quickly, and SERVER must not see the login (verification
+# failures, versions). curl exits 28 ("We got a 421 - timeout") on a 421 greeting too,
+# so a hang is judged by the time it took.
 refused_case() {
-    local leg=$1 server=$2 via=$3 what=$4 st=0 rc=0 t0 logs
+    local leg=$1 server=$2 via=$3 what=$4 st=0
     selected "$leg $server $via curl" || return 0
-    mapfile -t logs < <(case_logs "$server" "$via")
-    mark_logs "${logs[@]}"
-    TRACE=$WORK/case.trace BYTES=0 REASON=
-    : >"$TRACE"
-    t0=$EPOCHREALTIME
-    if ! gate_ok "$via"; then
-        st=1
-    else
-        timeout -k 5 60 curl -sS -v --connect-timeout 10 --max-time 45 -u "$FTP_USER:$FTP_PASS" \
-            "ftp://127.0.0.1:${L_PORT[$via]}/" >"$OUT_FILE" 2>"$TRACE" || rc=$?
-        SECS=$(elapsed "$t0")
-        # curl exits 28 ("We got a 421 - timeout") on a 421 greeting too: a hang is the
-        # time it took, not the exit code
-        if ((rc == 0)); then
+    if case_begin "$server" "$via"; then
+        curl_list "$via" ftp
+        if ((RC == 0)); then
             st=1 REASON="the listing succeeded, but $what"
-        elif ((rc == 124)) || slow "$t0" 20; then
-            st=1 REASON="curl hung (exit $rc after ${SECS}s) instead of being refused: $what"
+        elif ((RC == 124)) || slow "$CASE_T0" 20; then
+            st=1 REASON="curl hung (exit $RC after $(elapsed "$CASE_T0")s) instead of being refused: $what"
         elif ! grep -Eq '^< (421|530)' "$TRACE"; then
-            st=1 REASON="curl exited $rc without a 421/530 reply: $what"
+            st=1 REASON="curl exited $RC without a 421/530 reply: $what"
         fi
         sleep 0.3 # let the server flush its log
         no_login_upstream "$server" || st=1
+    else
+        st=1
     fi
-    SECS=$(elapsed "$t0")
-    one_case "$st" "$leg" "$server" "$via" curl refused
+    case_end "$st" "$leg" "$server" "$via" curl refused
 }
 
-# required_case: a listener with tls.mode required refuses USER before AUTH TLS.
-required_case() {
-    local via=gw-vsftpd/required st=0 code rc=0 t0 logs
-    selected "negative vsftpd $via python-raw" || return 0
-    mapfile -t logs < <(case_logs vsftpd "$via")
-    mark_logs "${logs[@]}"
-    TRACE=$WORK/case.trace BYTES=0 REASON=
-    t0=$EPOCHREALTIME
-    if ! gate_ok "$via"; then
-        st=1
-    else
-        code=$(timeout -k 2 20 "$PY" "$INTEROP_DIR/ftpstls.py" user-first 127.0.0.1 "${L_PORT[$via]}" 2>"$TRACE") || rc=$?
-        if ((rc != 0)) || [[ $code != 530 && $code != 534 ]]; then
-            st=1 REASON="USER before AUTH TLS got '${code:-nothing}' (exit $rc), want 530 or 534"
+# required_cases: a listener with tls.mode required refuses USER before AUTH TLS, from
+# a raw socket and from curl without TLS; vsftpd sees no login.
+required_cases() {
+    local via=gw-vsftpd/required st code rc
+    if selected "negative vsftpd $via python-raw"; then
+        st=0 rc=0
+        if case_begin vsftpd "$via"; then
+            code=$(timeout -k 2 20 "$PY" "$INTEROP_DIR/ftpstls.py" user-first 127.0.0.1 "${L_PORT[$via]}" 2>"$TRACE") || rc=$?
+            if ((rc != 0)) || [[ $code != 530 && $code != 534 ]]; then
+                st=1 REASON="USER before AUTH TLS got '${code:-nothing}' (exit $rc), want 530 or 534"
+            fi
+            no_login_upstream vsftpd || st=1
+        else
+            st=1
         fi
-        no_login_upstream vsftpd || st=1
+        case_end "$st" negative vsftpd "$via" python-raw user-before-auth
     fi
-    SECS=$(elapsed "$t0")
-    one_case "$st" negative vsftpd "$via" python-raw user-before-auth
-    # curl without TLS must fail with that reply, not log in
-    selected "negative vsftpd $via curl" || return 0
-    mark_logs "${logs[@]}"
-    st=0 rc=0 REASON='' TRACE=$WORK/case.trace
-    t0=$EPOCHREALTIME
-    if ! gate_ok "$via"; then
-        st=1
-    else
-        timeout -k 5 40 curl -sS -v --connect-timeout 10 --max-time 30 -u "$FTP_USER:$FTP_PASS" \
-            "ftp://127.0.0.1:${L_PORT[$via]}/" >"$OUT_FILE" 2>"$TRACE" || rc=$?
-        if ((rc == 0)); then
-            st=1 REASON="curl without --ssl listed the directory through a tls.mode required listener"
-        elif ! grep -Eq '^< (530|534)' "$TRACE"; then
-            st=1 REASON="curl exited $rc without a 530/534 reply"
+    if selected "negative vsftpd $via curl"; then
+        st=0
+        if case_begin vsftpd "$via"; then
+            curl_list "$via" ftp
+            if ((RC == 0)); then
+                st=1 REASON="curl without --ssl listed the directory through a tls.mode required listener"
+            elif ! grep -Eq '^< (530|534)' "$TRACE"; then
+                st=1 REASON="curl exited $RC without a 530/534 reply"
+            fi
+            no_login_upstream vsftpd || st=1
+        else
+            st=1
         fi
-        no_login_upstream vsftpd || st=1
+        case_end "$st" negative vsftpd "$via" curl user-before-auth
     fi
-    SECS=$(elapsed "$t0")
-    one_case "$st" negative vsftpd "$via" curl user-before-auth
 }
 
-# datareq_case: a listener with tls.data required refuses a data command under PROT C
-# (ftplib prot_c LIST fails) and serves one under PROT P (ftplib prot_p LIST works).
-datareq_case() {
-    local via=gw-vsftpd/datareq st=0 rc=0 t0 logs prot
+# datareq_cases: a listener with tls.data required refuses a data command under PROT C
+# (ftplib LIST fails with a 5xx) and serves one under PROT P.
+datareq_cases() {
+    local via=gw-vsftpd/datareq st rc prot
     for prot in c p; do
         selected "negative vsftpd $via ftplib-$prot" || continue
-        mapfile -t logs < <(case_logs vsftpd "$via")
-        mark_logs "${logs[@]}"
-        TRACE=$WORK/case.trace BYTES=0 REASON='' st=0 rc=0
-        t0=$EPOCHREALTIME
-        if ! gate_ok "$via"; then
-            st=1
-        else
+        st=0 rc=0
+        if case_begin vsftpd "$via"; then
             timeout -k 5 60 "$PY" "$INTEROP_DIR/ftpstls.py" xfer --port "${L_PORT[$via]}" --user "$FTP_USER" \
-                --tls explicit --prot "$prot" --cafile "$CA" list >"$OUT_FILE" 2>"$TRACE" || rc=$?
+                --tls explicit --prot "$prot" --cafile "$CA" --timeout "$STALL" list >"$OUT_FILE" 2>"$TRACE" || rc=$?
             if [[ $prot == c ]]; then
                 if ((rc == 0)); then
                     st=1 REASON="LIST under PROT C succeeded on a data: required listener"
-                elif ! grep -Eq "^\\*resp\\* '(5[0-9][0-9])" "$TRACE" || grep -Eq '^\* error: (timeout|TimeoutError)' "$TRACE"; then
+                elif ! grep -Eq "^\\*resp\\* '5[0-9][0-9]" "$TRACE" || grep -Eq '^\* error: (timeout|TimeoutError)' "$TRACE"; then
                     st=1 REASON="LIST under PROT C failed (exit $rc) without a 5xx refusal"
                 fi
             elif ((rc != 0)); then
@@ -899,55 +876,46 @@ datareq_case() {
             elif ! tr -d '\r' <"$OUT_FILE" | grep -q 'src\.bin$'; then
                 st=1 REASON="LIST under PROT P lacks src.bin"
             fi
+        else
+            st=1
         fi
-        SECS=$(elapsed "$t0")
-        one_case "$st" negative vsftpd "$via" "ftplib-$prot" "data-required"
+        case_end "$st" negative vsftpd "$via" "ftplib-$prot" data-required
     done
 }
 
 # reuse_case: a listener with require_reuse true refuses ftplib's data connections
-# (ftplib never resumes the control session): RETR must fail, not deliver the file.
+# (ftplib never resumes the control session): RETR must fail, quickly, without the file.
 reuse_case() {
-    local via=gw-vsftpd/t2p-reuse st=0 rc=0 t0 logs
+    local via=gw-vsftpd/t2p-reuse st=0 rc=0
     selected "negative vsftpd $via ftplib-p" || return 0
-    mapfile -t logs < <(case_logs vsftpd "$via")
-    mark_logs "${logs[@]}"
-    TRACE=$WORK/case.trace BYTES=0 REASON=
     rm -f "$DL/reuse.bin"
-    t0=$EPOCHREALTIME
-    if ! gate_ok "$via"; then
-        st=1
-    else
+    if case_begin vsftpd "$via"; then
         timeout -k 5 60 "$PY" "$INTEROP_DIR/ftpstls.py" xfer --port "${L_PORT[$via]}" --user "$FTP_USER" \
-            --tls explicit --prot p --cafile "$CA" retr src.bin "$DL/reuse.bin" >"$OUT_FILE" 2>"$TRACE" || rc=$?
+            --tls explicit --prot p --cafile "$CA" --timeout "$STALL" retr src.bin "$DL/reuse.bin" \
+            >"$OUT_FILE" 2>"$TRACE" || rc=$?
         [[ -f $DL/reuse.bin ]] && BYTES=$(stat -c %s "$DL/reuse.bin")
         if ((rc == 0)); then
             st=1 REASON="RETR without TLS session reuse succeeded on a require_reuse: true listener ($BYTES bytes)"
-        elif ((rc == 124)); then
-            st=1 REASON="RETR without session reuse hung until the timeout instead of failing"
+        elif ((rc == 124)) || slow "$CASE_T0" 10; then
+            st=1 REASON="RETR without session reuse hung instead of failing"
         elif ((BYTES == SRC_BYTES)); then
             st=1 REASON="the whole file arrived over a data connection that did not resume the session"
         fi
+    else
+        st=1
     fi
     rm -f "$DL/reuse.bin"
-    SECS=$(elapsed "$t0")
-    one_case "$st" negative vsftpd "$via" ftplib-p no-reuse-refused
+    case_end "$st" negative vsftpd "$via" ftplib-p no-reuse-refused
 }
 
 # mismatch_cases: plaintext to an implicit listener, TLS to a plaintext listener; both
-# must end quickly and cleanly, and ftpgate keeps serving.
+# must end quickly and cleanly (and ftpgate keeps serving: still-running).
 mismatch_cases() {
-    local via out rc st t0 logs
+    local via out rc st
     via=gw-vsftpd/imp2p
     if selected "negative vsftpd $via python-raw"; then
-        mapfile -t logs < <(case_logs vsftpd "$via")
-        mark_logs "${logs[@]}"
-        TRACE=$WORK/case.trace BYTES=0 REASON='' st=0 rc=0
-        : >"$TRACE"
-        t0=$EPOCHREALTIME
-        if ! gate_ok "$via"; then
-            st=1
-        else
+        st=0 rc=0
+        if case_begin vsftpd "$via"; then
             out=$(timeout -k 2 30 "$PY" "$INTEROP_DIR/ftpstls.py" plain-to-tls 127.0.0.1 "${L_PORT[$via]}" 2>"$TRACE") || rc=$?
             echo "result: $out" >>"$TRACE"
             if ((rc != 0)) || [[ $out != closed* ]]; then
@@ -956,46 +924,38 @@ mismatch_cases() {
                 st=1 REASON="the implicit listener sent a plaintext greeting: $out"
             fi
             no_login_upstream vsftpd || st=1
+        else
+            st=1
         fi
-        SECS=$(elapsed "$t0")
-        one_case "$st" negative vsftpd "$via" python-raw plaintext-to-implicit
+        case_end "$st" negative vsftpd "$via" python-raw plaintext-to-implicit
     fi
     via=gw-vsftpd/plain
     if selected "negative vsftpd $via python-raw"; then
-        mapfile -t logs < <(case_logs vsftpd "$via")
-        mark_logs "${logs[@]}"
-        TRACE=$WORK/case.trace BYTES=0 REASON='' st=0 rc=0
-        : >"$TRACE"
-        t0=$EPOCHREALTIME
-        if ! gate_ok "$via"; then
-            st=1
-        else
+        st=0 rc=0
+        if case_begin vsftpd "$via"; then
             out=$(timeout -k 2 30 "$PY" "$INTEROP_DIR/ftpstls.py" tls-to-plain 127.0.0.1 "${L_PORT[$via]}" 2>"$TRACE") || rc=$?
             echo "result: $out" >>"$TRACE"
             if ((rc != 0)) || [[ $out != handshake-failed* && $out != closed* ]]; then
                 st=1 REASON="a TLS client on a plaintext listener did not fail cleanly (exit $rc): $out"
             fi
+        else
+            st=1
         fi
-        SECS=$(elapsed "$t0")
-        one_case "$st" negative vsftpd "$via" python-raw tls-to-plaintext
+        case_end "$st" negative vsftpd "$via" python-raw tls-to-plaintext
     fi
     if selected "negative vsftpd $via curl-implicit"; then
-        mark_logs "${logs[@]}"
-        TRACE=$WORK/case.trace BYTES=0 REASON='' st=0 rc=0
-        t0=$EPOCHREALTIME
-        if ! gate_ok "$via"; then
-            st=1
-        else
-            timeout -k 5 40 curl -sS -v --connect-timeout 10 --max-time 30 --cacert "$CA" -u "$FTP_USER:$FTP_PASS" \
-                "ftps://127.0.0.1:${L_PORT[$via]}/" >"$OUT_FILE" 2>"$TRACE" || rc=$?
-            if ((rc == 0)); then
+        st=0
+        if case_begin vsftpd "$via"; then
+            curl_list "$via" ftps --cacert "$CA"
+            if ((RC == 0)); then
                 st=1 REASON="curl ftps:// listed a plaintext listener"
-            elif ((rc == 124)) || slow "$t0" 20; then
-                st=1 REASON="curl ftps:// on a plaintext listener hung (exit $rc after $(elapsed "$t0")s)"
+            elif ((RC == 124)) || slow "$CASE_T0" 20; then
+                st=1 REASON="curl ftps:// on a plaintext listener hung (exit $RC after $(elapsed "$CASE_T0")s)"
             fi
+        else
+            st=1
         fi
-        SECS=$(elapsed "$t0")
-        one_case "$st" negative vsftpd "$via" curl-implicit tls-to-plaintext
+        case_end "$st" negative vsftpd "$via" curl-implicit tls-to-plaintext
     fi
 }
 
@@ -1147,8 +1107,8 @@ refused_case negative vsftpd-rogue gw-neg/badca "the server's certificate is fro
 refused_case negative vsftpd-tls13 gw-neg/badname "route.tls.server_name wrong.invalid does not match the server certificate"
 refused_case negative vsftpd-tls13 gw-ver/rmax12 "route max_version 1.2 against a TLS 1.3-only server"
 refused_case negative vsftpd-tls12 gw-ver/rmin13 "route min_version 1.3 against a TLS 1.2-only server"
-required_case
-datareq_case
+required_cases
+datareq_cases
 reuse_case
 mismatch_cases
 
