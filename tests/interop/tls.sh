@@ -138,6 +138,7 @@ LISTENER_SPECS=(
     "gw-vsftpd-tls13 t2t vsftpd-tls13 explicit,require_reuse=true,min_version=1.3 explicit"
     "gw-vsftpd-tls13 t2t-noreuse vsftpd-tls13 explicit explicit"
     "gw-vsftpd-tls13 imp2t vsftpd-tls13 implicit explicit"
+    "gw-vsftpd-tls13 tmatch vsftpd-tls13 explicit,require_reuse=true match_client"
     "gw-pure-ftpd p2t pure-ftpd off explicit"
     "gw-pure-ftpd t2t pure-ftpd explicit,require_reuse=true explicit"
     "gw-pure-ftpd t2t-noreuse pure-ftpd explicit explicit"
@@ -527,6 +528,10 @@ check_upstream() {
     cmds=$(server_cmds "$server")
     rmode=$(spec_get "${L_RTLS[$key]}" mode off)
     rdata=$(spec_get "${L_RTLS[$key]}" data private)
+    if [[ $rmode == match_client ]]; then
+        rmode=explicit
+        [[ ${C_TLS[$client]} == off ]] && rmode=off
+    fi
     if [[ $rmode == explicit ]]; then
         grep -Eq '^AUTH (TLS|SSL)' <<<"$cmds" || { REASON="$server received no AUTH TLS from ftpgate: $(tr '\n' ';' <<<"$cmds")"; return 1; }
     elif grep -Eq '^AUTH' <<<"$cmds"; then
@@ -929,6 +934,25 @@ mismatch_cases() {
         fi
         case_end "$st" negative vsftpd "$via" python-raw plaintext-to-implicit
     fi
+    # curl waits for a greeting that an implicit listener never sends in clear: ftpgate's
+    # TLS handshake deadline (timeouts.tls_handshake, 10 s by default) must end it
+    if selected "negative vsftpd $via curl"; then
+        st=0
+        if case_begin vsftpd "$via"; then
+            curl_list "$via" ftp
+            if ((RC == 0)); then
+                st=1 REASON="a plaintext curl listed the directory through an implicit listener"
+            elif ((RC == 124)) || slow "$CASE_T0" 25; then
+                st=1 REASON="a silent plaintext client on the implicit listener was not closed within 25 s (exit $RC after $(elapsed "$CASE_T0")s)"
+            elif grep -q '^< 220' "$TRACE"; then
+                st=1 REASON="the implicit listener sent a plaintext greeting"
+            fi
+            no_login_upstream vsftpd || st=1
+        else
+            st=1
+        fi
+        case_end "$st" negative vsftpd "$via" curl plaintext-to-implicit-silent
+    fi
     via=gw-vsftpd/plain
     if selected "negative vsftpd $via python-raw"; then
         st=0 rc=0
@@ -1093,6 +1117,7 @@ xfer "protc>private" vsftpd-tls13 gw-vsftpd-tls13/t2t lftp-tls-protc
 xfer "protp>clear" proftpd-cleardata gw-proftpd-cleardata/t2t-clear curl-tls lftp-tls
 xfer "protp>clear" proftpd-cleardata gw-proftpd-cleardata/t2t-clear-noreuse ftplib-p
 xfer "match-data" proftpd-cleardata gw-proftpd-cleardata/t2t-match ftplib-p ftplib-c
+xfer "match-mode" vsftpd-tls13 gw-vsftpd-tls13/tmatch curl-tls lftp-tls
 # ftpgate server_mode active, client passive and active
 xfer "active" vsftpd-tls13 gw-act-vsftpd-tls13/t2t curl-tls lftp-tls lftp-tls-port
 xfer "active" vsftpd-tls13 gw-act-vsftpd-tls13/p2t curl curl-port
