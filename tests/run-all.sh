@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The project's test command: the Rust tests (unit + integration, release profile),
 # then the interop suite against real vsftpd and pure-ftpd (tests/interop/run.sh,
-# needs root; see .ci/run for the packages). Exits non-zero if either fails; both run
-# even if the first fails, so one CI run shows everything. The last line is the
-# interop suite's "N passed, M failed". The fuzz targets' checks (tests/proto_props.rs) and
+# needs root; see .ci/run for the packages), the FTPS interop suite against vsftpd,
+# pure-ftpd and proftpd with TLS (tests/interop/tls.sh), and the network-namespace lab.
+# Exits non-zero if any part fails; all run even if one fails, so one CI run shows
+# everything. The last line adds up the parts' "N passed, M failed". The fuzz targets' checks (tests/proto_props.rs) and
 # the session core's property test run with raised case counts: the CI fuzz smoke.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
 rust_rc=0
 interop_rc=0
+tls_rc=0
 lab_rc=0
 interop_out=$(mktemp)
+tls_out=$(mktemp)
 lab_out=$(mktemp)
-trap 'rm -f "$interop_out" "$lab_out"' EXIT
+trap 'rm -f "$interop_out" "$tls_out" "$lab_out"' EXIT
 
 echo "=== cargo fmt --check && cargo clippy && cargo build --release && cargo test --release"
 { cargo fmt --all -- --check &&
@@ -26,12 +29,16 @@ echo "=== tests/interop/run.sh"
 FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/interop/run.sh | tee "$interop_out"
 interop_rc=${PIPESTATUS[0]}
 
+echo "=== tests/interop/tls.sh"
+FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/interop/tls.sh | tee "$tls_out"
+tls_rc=${PIPESTATUS[0]}
+
 echo "=== tests/lab/run.sh"
 FTPGATE=${FTPGATE:-$PWD/target/release/ftpgate} ./tests/lab/run.sh | tee "$lab_out"
 lab_rc=${PIPESTATUS[0]}
 
 status() { if [[ $1 == 0 ]]; then echo ok; else echo "FAILED (exit $1)"; fi; }
-echo "=== rust tests: $(status "$rust_rc"); interop: $(status "$interop_rc"); lab: $(status "$lab_rc")"
+echo "=== rust tests: $(status "$rust_rc"); interop: $(status "$interop_rc"); tls: $(status "$tls_rc"); lab: $(status "$lab_rc")"
 # counts N M from a part's last "N passed, M failed" line; a part that printed none
 # counts as one failure
 counts() {
@@ -44,6 +51,7 @@ counts() {
     fi
 }
 read -r ip ifl <<<"$(counts "$interop_out")"
+read -r tp tfl <<<"$(counts "$tls_out")"
 read -r lp lfl <<<"$(counts "$lab_out")"
-echo "$((ip + lp)) passed, $((ifl + lfl)) failed"
-((rust_rc == 0 && interop_rc == 0 && lab_rc == 0))
+echo "$((ip + tp + lp)) passed, $((ifl + tfl + lfl)) failed"
+((rust_rc == 0 && interop_rc == 0 && tls_rc == 0 && lab_rc == 0))

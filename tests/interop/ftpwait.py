@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Wait until an FTP server (or ftpgate in front of one) greets with a 220.
 
-usage: ftpwait.py HOST PORT SECONDS [PID]
+usage: ftpwait.py [--tls] HOST PORT SECONDS [PID]
 
 Connects every 100 ms until a 220 greeting arrives, then sends QUIT and exits 0.
-Exits 1 when SECONDS pass first, or as soon as process PID (if given) is gone.
-Only ever connects to the address it is given.
+With --tls the connection is TLS from its first byte (implicit FTPS; the certificate
+is not checked: this only waits for the server). Exits 1 when SECONDS pass first, or
+as soon as process PID (if given) is gone. Only ever connects to the address it is given.
 """
 
 import os
 import socket
+import ssl
 import sys
 import time
 
@@ -25,6 +27,12 @@ def alive(pid: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    tls = len(argv) > 1 and argv[1] == "--tls"
+    if tls:
+        argv = argv[:1] + argv[2:]
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     if len(argv) not in (4, 5):
         print(__doc__.strip(), file=sys.stderr)
         return 2
@@ -37,7 +45,8 @@ def main(argv: list[str]) -> int:
             print(f"ftpwait: process {pid} exited before {host}:{port} greeted", file=sys.stderr)
             return 1
         try:
-            with socket.create_connection((host, port), timeout=2) as sock:
+            with socket.create_connection((host, port), timeout=2) as raw:
+                sock = ctx.wrap_socket(raw, server_hostname=host) if tls else raw
                 sock.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
                 data = b""
                 while b"\n" not in data and len(data) < 4096:

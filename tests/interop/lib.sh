@@ -85,6 +85,72 @@ now() { printf '%s' "$EPOCHREALTIME"; }
 # elapsed START [END]: seconds between two now() values, 3 decimals.
 elapsed() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - a }'; }
 
+# in_range N "LO HI": is N within LO..HI?
+in_range() {
+    local lo hi
+    read -r lo hi <<<"$2"
+    [[ $1 =~ ^[0-9]+$ ]] && (($1 >= lo && $1 <= hi))
+}
+
+# check_passive_replies PREFIX_RE "LO HI" WHO: every 227/229 reply in $TRACE (lines
+# matching PREFIX_RE then the code) advertises 127.0.0.1 and a port in LO..HI, the
+# passive range of WHO (the server, or ftpgate). A proxy that forwards the server's
+# reply instead of rewriting it fails here. Sets REASON and returns 1 otherwise.
+check_passive_replies() {
+    local prefix=$1 want=$2 who=$3 line hp p a
+    while IFS= read -r line; do
+        if [[ $line =~ ([0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+) ]]; then
+            IFS=, read -ra hp <<<"${BASH_REMATCH[1]}"
+            a="${hp[0]}.${hp[1]}.${hp[2]}.${hp[3]}"
+            p=$((hp[4] * 256 + hp[5]))
+            [[ $a == 127.0.0.1 ]] || { REASON="227 reply advertises $a, want 127.0.0.1: $line"; return 1; }
+        elif [[ $line =~ \|\|\|([0-9]+)\| ]]; then
+            p=${BASH_REMATCH[1]}
+        else
+            REASON="cannot parse passive reply: $line"
+            return 1
+        fi
+        in_range "$p" "$want" || {
+            REASON="passive reply port $p is outside ${want/ /-} ($who range): $line"
+            return 1
+        }
+    done < <(grep -E "${prefix}22[79] " "$TRACE" | tr -d '\r')
+}
+
+# ------------------------------------------------------------- case logs ----
+# Byte offsets of the logs at the start of a case, to show only that case's lines.
+declare -A LOG_OFF
+mark_logs() {
+    local f
+    LOG_OFF=()
+    for f in "$@"; do
+        if [[ -f $f ]]; then LOG_OFF[$f]=$(stat -c %s "$f"); fi
+    done
+}
+show_logs() {
+    local f off
+    for f in "${!LOG_OFF[@]}"; do
+        off=${LOG_OFF[$f]}
+        echo "    --- $f (this case, last 40 lines)"
+        tail -c +$((off + 1)) "$f" | tail -n 40 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
+    done
+}
+
+# mask_pass: hide the test user's password in client traces (curl, lftp, ftplib).
+mask_pass() { sed -E "s/^(> |---> )PASS .*/\\1PASS ****/; s/^(\\*cmd\\* 'PASS ).*/\\1****'/"; }
+
+# make_work_dir PREFIX: a fresh /tmp/PREFIX.XXXXXX as WORK, removed on exit unless
+# INTEROP_KEEP=1.
+make_work_dir() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX") || die "mktemp failed"
+    chmod 755 "$WORK"
+    if [[ "${INTEROP_KEEP:-0}" == 1 ]]; then
+        log "keeping work directory $WORK"
+    else
+        CLEAN_PATHS+=("$WORK")
+    fi
+}
+
 # ------------------------------------------------------------------ ports ----
 # pick_ports LO HI SIZE...: sets PORT_FIRST[i] and PORT_LAST[i] for each SIZE.
 pick_ports() {
@@ -105,6 +171,23 @@ wait_banner() {
     python3 "$INTEROP_DIR/ftpwait.py" 127.0.0.1 "$@"
 }
 
+# wait_accept PORT SECS [PID]: wait until something accepts TCP connections on
+# 127.0.0.1:PORT (for listeners that greet with a refusal); give up early if PID exits.
+wait_accept() {
+    local port=$1 secs=$2 pid=${3:-} end
+    end=$((SECONDS + secs))
+    while ((SECONDS < end)); do
+        [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || { log "process $pid exited before 127.0.0.1:$port listened"; return 1; }
+        # shellcheck disable=SC2016 # $1 is expanded by the child shell
+        if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "nothing accepted on 127.0.0.1:$port within ${secs}s"
+    return 1
+}
+
 # ------------------------------------------------------------------- user ----
 # make_ftp_user HOME: create a local user (random name and password) whose home is
 # HOME; sets FTP_USER and FTP_PASS. The user is deleted on exit.
@@ -123,11 +206,15 @@ make_ftp_user() {
 }
 
 # ---------------------------------------------------------------- vsftpd ----
-# start_vsftpd WORKDIR PORT PASV_LO PASV_HI: vsftpd in the foreground on
-# 127.0.0.1:PORT, local users with write access, PORT/PASV address checks left on
-# (port_promiscuous=NO, pasv_promiscuous=NO). Sets VSFTPD_PID, VSFTPD_LOG, VSFTPD_OUT.
+# start_vsftpd WORKDIR PORT PASV_LO PASV_HI [EXTRA_CONF [OPENSSL_CONF]]: vsftpd in the
+# foreground on 127.0.0.1:PORT, local users with write access, PORT/PASV address checks
+# left on (port_promiscuous=NO, pasv_promiscuous=NO). EXTRA_CONF (a file) is appended
+# to the generated config (vsftpd takes the last value of a repeated setting: that is
+# how the TLS suite turns ssl_enable on); OPENSSL_CONF is exported to vsftpd only.
+# Sets VSFTPD_PID, VSFTPD_LOG, VSFTPD_OUT.
 start_vsftpd() {
-    local dir=$1 port=$2 plo=$3 phi=$4
+    local dir=$1 port=$2 plo=$3 phi=$4 extra=${5:-} osslconf=${6:-}
+    local -a envs=()
     need_tools vsftpd
     mkdir -p "$dir/empty"
     chmod 755 "$dir/empty"
@@ -169,8 +256,10 @@ log_ftp_protocol=YES
 vsftpd_log_file=$VSFTPD_LOG
 use_localtime=NO
 EOF
+    [[ -z $extra ]] || cat "$extra" >>"$dir/vsftpd.conf"
+    [[ -z $osslconf ]] || envs=("OPENSSL_CONF=$osslconf")
     chmod 600 "$dir/vsftpd.conf"
-    start_bg "$VSFTPD_OUT" vsftpd "$dir/vsftpd.conf"
+    start_bg "$VSFTPD_OUT" env "${envs[@]}" vsftpd "$dir/vsftpd.conf"
     VSFTPD_PID=$BG_PID
     if ! wait_banner "$port" 15 "$BG_PID"; then
         cat "$VSFTPD_OUT" >&2
@@ -178,42 +267,57 @@ EOF
     fi
 }
 
-# -------------------------------------------------------------- pure-ftpd ----
-# ensure_pureftpd: pure-ftpd conflicts with vsftpd as a package, so take its binary
-# out of the .deb into a folder this suite owns. Sets PUREFTPD_BIN.
-ensure_pureftpd() {
-    local cache=${PUREFTPD_CACHE:-$INTEROP_DIR/.cache/pure-ftpd} deb missing
+# ------------------------------------------------------ unpacked packages ----
+# unpack_debs CACHE BINARY PKG...: pure-ftpd and proftpd conflict with vsftpd as
+# packages (all three provide ftp-server), so take them out of their .debs
+# (apt-get download + dpkg-deb -x) into CACHE/root, a folder this suite owns. Does
+# nothing when CACHE/root/BINARY is already there; dies if it cannot get there, or if
+# BINARY's shared libraries are not installed (.ci/run installs them).
+unpack_debs() {
+    local cache=$1 bin=$2 pkg deb missing
     local -a debs
+    shift 2
+    if [[ ! -x "$cache/root/$bin" ]]; then
+        need_tools apt-get dpkg-deb
+        mkdir -p "$cache"
+        rm -rf "$cache/root" "$cache"/*.deb
+        log "fetching $* with apt-get download into $cache"
+        (cd "$cache" && timeout 300 apt-get -q -o APT::Sandbox::User=root download "$@" >&2) ||
+            die "apt-get download $* failed (run apt-get update first)"
+        for pkg in "$@"; do
+            debs=("$cache/${pkg}"_*.deb)
+            deb=${debs[0]}
+            [[ -f "$deb" ]] || die "apt-get download left no $pkg .deb in $cache"
+            dpkg-deb -x "$deb" "$cache/root" || die "dpkg-deb -x $deb failed"
+        done
+        [[ -x "$cache/root/$bin" ]] || die "the .debs of $* have no $bin"
+    fi
+    missing=$(ldd "$cache/root/$bin" 2>&1 | grep 'not found' || true)
+    [[ -z "$missing" ]] || die "$bin: shared libraries missing (apt-get install them):
+$missing"
+}
+
+# -------------------------------------------------------------- pure-ftpd ----
+# ensure_pureftpd: pure-ftpd's binary out of its .deb. Sets PUREFTPD_BIN.
+ensure_pureftpd() {
+    local cache=${PUREFTPD_CACHE:-$INTEROP_DIR/.cache/pure-ftpd}
     if [[ -n "${PUREFTPD_BIN:-}" ]]; then
         [[ -x "$PUREFTPD_BIN" ]] || die "PUREFTPD_BIN=$PUREFTPD_BIN is not executable"
         return 0
     fi
+    unpack_debs "$cache" usr/sbin/pure-ftpd pure-ftpd
     PUREFTPD_BIN=$cache/root/usr/sbin/pure-ftpd
-    if [[ ! -x "$PUREFTPD_BIN" ]]; then
-        need_tools apt-get dpkg-deb
-        mkdir -p "$cache"
-        rm -rf "$cache/root" "$cache"/*.deb
-        log "fetching pure-ftpd with apt-get download into $cache"
-        (cd "$cache" && timeout 300 apt-get -q -o APT::Sandbox::User=root download pure-ftpd >&2) ||
-            die "apt-get download pure-ftpd failed (run apt-get update first)"
-        debs=("$cache"/pure-ftpd_*.deb)
-        deb=${debs[0]}
-        [[ -f "$deb" ]] || die "apt-get download left no pure-ftpd .deb in $cache"
-        dpkg-deb -x "$deb" "$cache/root" || die "dpkg-deb -x $deb failed"
-        [[ -x "$PUREFTPD_BIN" ]] || die "$deb has no usr/sbin/pure-ftpd"
-    fi
-    missing=$(ldd "$PUREFTPD_BIN" 2>&1 | grep 'not found' || true)
-    [[ -z "$missing" ]] || die "pure-ftpd shared libraries missing (apt-get install them):
-$missing"
 }
 
-# start_pureftpd WORKDIR PORT PASV_LO PASV_HI: pure-ftpd in the foreground on
+# start_pureftpd WORKDIR PORT PASV_LO PASV_HI [ARG...]: pure-ftpd in the foreground on
 # 127.0.0.1:PORT with /etc/passwd logins (the user lands in their home, not
-# chrooted). pure-ftpd logs only to syslog, so what we can show is its stdout/stderr
+# chrooted), ARGs appended to its command line (the TLS suite adds --tls and
+# --certfile). pure-ftpd logs only to syslog, so what we can show is its stdout/stderr
 # and its transfer log (-O clf:...); the client traces carry every server reply.
 # Sets PUREFTPD_PID, PUREFTPD_LOG, PUREFTPD_OUT.
 start_pureftpd() {
     local dir=$1 port=$2 plo=$3 phi=$4
+    shift 4
     ensure_pureftpd
     mkdir -p "$dir"
     PUREFTPD_LOG=$dir/pure-ftpd.xfer.log
@@ -223,12 +327,139 @@ start_pureftpd() {
         --bind "127.0.0.1,$port" --ipv4only --login unix --noanonymous --dontresolve \
         --passiveportrange "$plo:$phi" --pidfile "$dir/pure-ftpd.pid" \
         --altlog "clf:$PUREFTPD_LOG" --maxclientsnumber 200 --maxclientsperip 200 \
-        --maxidletime 5 --umask 133:022
+        --maxidletime 5 --umask 133:022 "$@"
     PUREFTPD_PID=$BG_PID
     if ! wait_banner "$port" 15 "$BG_PID"; then
         cat "$PUREFTPD_OUT" >&2
         die "pure-ftpd did not come up on 127.0.0.1:$port"
     fi
+}
+
+# ---------------------------------------------------------------- proftpd ----
+# ensure_proftpd: proftpd and its TLS module (mod_tls is in proftpd-mod-crypto on
+# Debian 12) out of their .debs. Sets PROFTPD_BIN and PROFTPD_MODULES.
+ensure_proftpd() {
+    local cache=${PROFTPD_CACHE:-$INTEROP_DIR/.cache/proftpd} missing
+    unpack_debs "$cache" usr/sbin/proftpd proftpd-core proftpd-mod-crypto
+    PROFTPD_BIN=$cache/root/usr/sbin/proftpd
+    PROFTPD_MODULES=$cache/root/usr/lib/proftpd
+    [[ -f $PROFTPD_MODULES/mod_tls.so ]] || die "no mod_tls.so in $PROFTPD_MODULES"
+    missing=$(ldd "$PROFTPD_MODULES/mod_tls.so" 2>&1 | grep 'not found' || true)
+    [[ -z "$missing" ]] || die "mod_tls.so: shared libraries missing: $missing"
+}
+
+# start_proftpd WORKDIR PORT PASV_LO PASV_HI CERT KEY [DIRECTIVE...]: proftpd in the
+# foreground (-n) on 127.0.0.1:PORT with mod_tls loaded and TLS on, /etc/passwd
+# logins, no chroot. Each DIRECTIVE is a config line appended (TLSRequired,
+# TLSOptions UseImplicitSSL, ...). Session reuse on data connections is mod_tls's
+# default (required) and left so. Every command is logged (ExtendedLog ALL) to
+# PROFTPD_LOG. Waits for a 220 (over TLS when a directive says UseImplicitSSL).
+# Sets PROFTPD_PID, PROFTPD_LOG, PROFTPD_OUT, PROFTPD_TLSLOG.
+start_proftpd() {
+    local dir=$1 port=$2 plo=$3 phi=$4 cert=$5 key=$6 line implicit=0
+    shift 6
+    ensure_proftpd
+    mkdir -p "$dir"
+    PROFTPD_LOG=$dir/proftpd.cmd.log
+    PROFTPD_OUT=$dir/proftpd.stderr
+    PROFTPD_TLSLOG=$dir/proftpd.tls.log
+    : >"$PROFTPD_LOG"
+    cat >"$dir/proftpd.conf" <<EOF
+ServerName "ftpgate interop proftpd"
+ServerType standalone
+Port $port
+DefaultAddress 127.0.0.1
+SocketBindTight on
+UseIPv6 off
+User nobody
+Group nogroup
+Umask 022
+MaxInstances 200
+PassivePorts $plo $phi
+PidFile $dir/proftpd.pid
+ScoreboardFile $dir/proftpd.scoreboard
+DelayTable none
+WtmpLog off
+UseReverseDNS off
+RequireValidShell off
+AuthOrder mod_auth_unix.c
+AllowOverwrite on
+TimeoutIdle 300
+ModulePath $PROFTPD_MODULES
+LoadModule mod_tls.c
+SystemLog $dir/proftpd.system.log
+TransferLog $dir/proftpd.xfer.log
+ExtendedLog $PROFTPD_LOG ALL
+TLSEngine on
+TLSLog $PROFTPD_TLSLOG
+TLSProtocol TLSv1.2 TLSv1.3
+TLSRSACertificateFile $cert
+TLSRSACertificateKeyFile $key
+TLSVerifyClient off
+EOF
+    for line in "$@"; do
+        echo "$line" >>"$dir/proftpd.conf"
+        [[ $line == *UseImplicitSSL* ]] && implicit=1
+    done
+    start_bg "$PROFTPD_OUT" "$PROFTPD_BIN" -n -c "$dir/proftpd.conf"
+    PROFTPD_PID=$BG_PID
+    if ((implicit)); then
+        wait_tls_banner "$port" 15 "$BG_PID" || { cat "$PROFTPD_OUT" >&2; die "proftpd (implicit TLS) did not come up on 127.0.0.1:$port"; }
+    elif ! wait_banner "$port" 15 "$BG_PID"; then
+        cat "$PROFTPD_OUT" >&2
+        die "proftpd did not come up on 127.0.0.1:$port"
+    fi
+}
+
+# -------------------------------------------------------------------- TLS ----
+# wait_tls_banner PORT SECS [PID]: like wait_banner, for implicit FTPS (TLS first).
+wait_tls_banner() {
+    python3 "$INTEROP_DIR/ftpwait.py" --tls 127.0.0.1 "$@"
+}
+
+# make_test_pki DIR: a test CA (ca.pem) and a server certificate signed by it
+# (server.pem/server.key: CN localhost, SAN IP:127.0.0.1 and DNS:localhost), plus an
+# unrelated CA (otherca.pem) and a certificate for the same names signed by it
+# (rogue.pem/rogue.key), for the verification failure cases. RSA 2048, 2 days.
+make_test_pki() {
+    local dir=$1 name ca
+    need_tools openssl
+    mkdir -p "$dir"
+    for name in ca otherca; do
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$dir/$name.key" -out "$dir/$name.pem" \
+            -subj "/CN=ftpgate interop $name" -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign >/dev/null 2>&1 || die "openssl: making $name failed"
+    done
+    printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment \
+        extendedKeyUsage=serverAuth,clientAuth subjectAltName=IP:127.0.0.1,DNS:localhost >"$dir/leaf.ext"
+    for name in server:ca rogue:otherca; do
+        ca=${name#*:} name=${name%:*}
+        openssl req -newkey rsa:2048 -nodes -keyout "$dir/$name.key" -out "$dir/$name.csr" \
+            -subj /CN=localhost >/dev/null 2>&1 || die "openssl: making the $name request failed"
+        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.pem" -CAkey "$dir/$ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/leaf.ext" -out "$dir/$name.pem" >/dev/null 2>&1 ||
+            die "openssl: signing $name with $ca failed"
+    done
+    chmod 644 "$dir"/*.pem
+    chmod 600 "$dir"/*.key
+    openssl verify -CAfile "$dir/ca.pem" "$dir/server.pem" >/dev/null || die "server.pem does not verify"
+}
+
+# openssl_conf_protocols FILE MIN MAX: an OpenSSL config that limits every TLS context
+# of the process it is given to (OPENSSL_CONF=FILE) to MIN..MAX (TLSv1.2, TLSv1.3).
+# vsftpd 3.0.3 has no per-version switch above ssl_tlsv1, and ssl_ciphers does not
+# touch TLS 1.3, so this is how the suite pins vsftpd's versions.
+openssl_conf_protocols() {
+    cat >"$1" <<EOF
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = $2
+MaxProtocol = $3
+EOF
 }
 
 # --------------------------------------------------------------- ftpgate ----

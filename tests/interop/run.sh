@@ -67,13 +67,7 @@ need_tools curl lftp python3 sha256sum timeout setsid useradd userdel chpasswd a
 install_cleanup_trap
 
 SUITE_START=$EPOCHREALTIME
-WORK=$(mktemp -d /tmp/ftpgate-interop.XXXXXX)
-chmod 755 "$WORK"
-if [[ "${INTEROP_KEEP:-0}" == 1 ]]; then
-    log "keeping work directory $WORK"
-else
-    CLEAN_PATHS+=("$WORK")
-fi
+make_work_dir ftpgate-interop
 FTPHOME=$WORK/home
 DL=$WORK/dl
 mkdir -p "$DL" "$WORK/lftp-home"
@@ -194,13 +188,6 @@ check_trace() {
     fi
 }
 
-# in_range N "LO HI": is N within LO..HI?
-in_range() {
-    local lo hi
-    read -r lo hi <<<"$2"
-    [[ $1 =~ ^[0-9]+$ ]] && (($1 >= lo && $1 <= hi))
-}
-
 # check_addresses SERVER MODE: prove that addresses were rewritten, not forwarded.
 # Client side: every 227/229 reply the client saw must point at 127.0.0.1 and into
 # the passive range of whoever it talked to (the server when direct, ftpgate
@@ -209,25 +196,12 @@ in_range() {
 # server must have received only PASV/EPSV with server_mode=passive, and only
 # PORT/EPRT into ftpgate's server_active_ports with server_mode=active.
 check_addresses() {
-    local server=$1 mode=$2 want_pasv line hp p a cmds
-    if [[ $mode == direct ]]; then want_pasv=${SRV_PASV[$server]}; else want_pasv=${GW_PASV[$server.$mode]}; fi
-    while IFS= read -r line; do
-        if [[ $line =~ ([0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+) ]]; then
-            IFS=, read -ra hp <<<"${BASH_REMATCH[1]}"
-            a="${hp[0]}.${hp[1]}.${hp[2]}.${hp[3]}"
-            p=$((hp[4] * 256 + hp[5]))
-            [[ $a == 127.0.0.1 ]] || { REASON="227 reply advertises $a, want 127.0.0.1: $line"; return 1; }
-        elif [[ $line =~ \|\|\|([0-9]+)\| ]]; then
-            p=${BASH_REMATCH[1]}
-        else
-            REASON="cannot parse passive reply: $line"
-            return 1
-        fi
-        in_range "$p" "$want_pasv" || {
-            REASON="passive reply port $p is outside ${want_pasv/ /-} ($([[ $mode == direct ]] && echo "the server's" || echo "ftpgate's") range): $line"
-            return 1
-        }
-    done < <(grep -E '^(<|<---) 22[79] ' "$TRACE" | tr -d '\r')
+    local server=$1 mode=$2 line p cmds
+    if [[ $mode == direct ]]; then
+        check_passive_replies '^(<|<---) ' "${SRV_PASV[$server]}" "the server's" || return 1
+    else
+        check_passive_replies '^(<|<---) ' "${GW_PASV[$server.$mode]}" "ftpgate's" || return 1
+    fi
     [[ $mode == direct || $server != vsftpd ]] && return 0
     cmds=$(tail -c +$((${LOG_OFF[$VSFTPD_LOG]:-0} + 1)) "$VSFTPD_LOG" |
         sed -nE 's/.*FTP command: Client "[^"]*", "((PORT|EPRT|PASV|EPSV).*)"$/\1/p')
@@ -338,26 +312,6 @@ run_op() {
     esac
 }
 
-# Byte offsets of the logs at the start of a case, to show only that case's lines.
-declare -A LOG_OFF
-mark_logs() {
-    local f
-    LOG_OFF=()
-    for f in "$@"; do
-        if [[ -f $f ]]; then LOG_OFF[$f]=$(stat -c %s "$f"); fi
-    done
-}
-show_logs() {
-    local f off
-    for f in "${!LOG_OFF[@]}"; do
-        off=${LOG_OFF[$f]}
-        echo "    --- $f (this case, last 40 lines)"
-        tail -c +$((off + 1)) "$f" | tail -n 40 | sed -E 's/\x1b\[[0-9;]*m//g; s/^/    | /'
-    done
-}
-
-# mask_pass: hide the test user's password in client traces.
-mask_pass() { sed -E 's/^(> |---> )PASS .*/\1PASS ****/'; }
 
 # report SERVER MODE CLIENT OP STATUS: print the case line, count it, and on failure
 # show the reason, the client's trace and the logs.
