@@ -104,92 +104,23 @@ SRC_SHA=$(sha256sum "$FTPHOME/src.bin" | awk '{ print $1 }')
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- PKI ----
-# make_pki DIR: a throw-away CA (ca.pem) and a server certificate signed by it
-# (server.pem, server.key: CN localhost, SAN IP:127.0.0.1 and DNS:localhost), EC P-256,
-# valid 2 days. vsftpd and ftpgate's listeners both present it.
-make_pki() {
-    local dir=$1
-    mkdir -p "$dir"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -keyout "$dir/ca.key" -out "$dir/ca.pem" -subj "/CN=ftpgate bench CA" \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-        >/dev/null 2>&1 || die "openssl: making the CA failed"
-    printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature \
-        extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost >"$dir/leaf.ext"
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$dir/server.key" \
-        -out "$dir/server.csr" -subj /CN=localhost >/dev/null 2>&1 || die "openssl: making the server key failed"
-    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
-        -days 2 -extfile "$dir/leaf.ext" -out "$dir/server.pem" >/dev/null 2>&1 ||
-        die "openssl: signing the server certificate failed"
-    chmod 644 "$dir"/*.pem
-    chmod 600 "$dir"/*.key
-    openssl verify -CAfile "$dir/ca.pem" "$dir/server.pem" >/dev/null || die "server.pem does not verify"
-}
+# A throw-away CA (ca.pem) and a server certificate signed by it (server.pem,
+# server.key: CN localhost, SAN IP:127.0.0.1 and DNS:localhost), valid 2 days:
+# lib.sh's make_test_pki. vsftpd and ftpgate's listeners both present it.
 PKI=$WORK/pki
-make_pki "$PKI"
+make_test_pki "$PKI"
 CA=$PKI/ca.pem
 
 # --------------------------------------------------------------- vsftpd ----
-# start_vsftpd_tls WORKDIR PORT PASV_LO PASV_HI REUSE: like lib.sh's start_vsftpd, with
-# TLS on and forced for logins and data (an FTPS-only server), require_ssl_reuse=REUSE.
-# Sets VSFTPD_LOG and VSFTPD_OUT (the pid is in CLEAN_PIDS).
+# start_vsftpd_tls WORKDIR PORT PASV_LO PASV_HI REUSE: lib.sh's start_vsftpd with TLS on
+# and forced for logins and data (an FTPS-only server), require_ssl_reuse=REUSE.
 start_vsftpd_tls() {
-    local dir=$1 port=$2 plo=$3 phi=$4 reuse=$5
-    mkdir -p "$dir/empty"
-    chmod 755 "$dir/empty"
-    VSFTPD_LOG=$dir/vsftpd.log
-    VSFTPD_OUT=$dir/vsftpd.stderr
-    : >"$VSFTPD_LOG"
-    cat >"$dir/vsftpd.conf" <<EOF
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=$port
-background=NO
-run_as_launching_user=NO
-anonymous_enable=NO
-local_enable=YES
-write_enable=YES
-local_umask=022
-chroot_local_user=NO
-pam_service_name=vsftpd
-secure_chroot_dir=$dir/empty
-seccomp_sandbox=NO
-port_enable=YES
-connect_from_port_20=NO
-port_promiscuous=NO
-pasv_enable=YES
-pasv_promiscuous=NO
-pasv_min_port=$plo
-pasv_max_port=$phi
-max_clients=200
-max_per_ip=200
-accept_timeout=30
-connect_timeout=30
-data_connection_timeout=120
-idle_session_timeout=300
-xferlog_enable=YES
-xferlog_std_format=NO
-log_ftp_protocol=YES
-vsftpd_log_file=$VSFTPD_LOG
-use_localtime=NO
-ssl_enable=YES
-rsa_cert_file=$PKI/server.pem
-rsa_private_key_file=$PKI/server.key
-force_local_logins_ssl=YES
-force_local_data_ssl=YES
-require_ssl_reuse=$reuse
-ssl_sslv2=NO
-ssl_sslv3=NO
-ssl_tlsv1=YES
-ssl_ciphers=HIGH
-EOF
-    chmod 600 "$dir/vsftpd.conf"
-    start_bg "$VSFTPD_OUT" vsftpd "$dir/vsftpd.conf"
-    if ! wait_banner "$port" 15 "$BG_PID"; then
-        cat "$VSFTPD_OUT" >&2
-        die "vsftpd did not come up on 127.0.0.1:$port"
-    fi
+    local extra=$1.tls.conf
+    printf '%s\n' ssl_enable=YES "rsa_cert_file=$PKI/server.pem" \
+        "rsa_private_key_file=$PKI/server.key" force_local_logins_ssl=YES \
+        force_local_data_ssl=YES "require_ssl_reuse=$5" ssl_sslv2=NO ssl_sslv3=NO \
+        ssl_tlsv1=YES ssl_ciphers=HIGH >"$extra"
+    start_vsftpd "$1" "$2" "$3" "$4" "$extra"
 }
 
 # -------------------------------------------------------------- start ----
