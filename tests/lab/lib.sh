@@ -210,13 +210,16 @@ srv_start_pureftpd() {
 
 # Server naming used by every topology: vsftpd on :21 (passive 30000-30049),
 # pure-ftpd on :2121 (passive 30050-30099); "vsftpd-nopasv" on :2100 (PASV/EPSV off,
-# an active-only server; passive range unused).
+# an active-only server; passive range unused). Topology 6 (ftps): "vsftpd-tls" on :21
+# (FTPS only: TLS required for logins and data, data connections must resume the
+# control session; certificate from lab_tls_certs) and "vsftpd-plain" on :2121
+# (passive 30050-30099).
 SRV_PORT_vsftpd=21
 SRV_PORT_pureftpd=2121
 SRV_PORT_nopasv=2100
 srv_port() {
     case $1 in
-    vsftpd) echo 21 ;; pure-ftpd) echo 2121 ;; vsftpd-nopasv) echo 2100 ;;
+    vsftpd | vsftpd-tls) echo 21 ;; pure-ftpd | vsftpd-plain) echo 2121 ;; vsftpd-nopasv) echo 2100 ;;
     esac
 }
 
@@ -230,6 +233,20 @@ start_servers() {
         vsftpd) srv_start_vsftpd "$nsn" "$d" 21 30000 30049; VSLOG_vsftpd=$VSFTPD_LOG ;;
         vsftpd-nopasv) srv_start_vsftpd "$nsn" "$d" 2100 30000 30049 "pasv_enable=NO"; VSLOG_nopasv=$VSFTPD_LOG ;;
         pure-ftpd) srv_start_pureftpd "$nsn" "$d" 2121 30050 30099; PFLOG=$PUREFTPD_LOG ;;
+        vsftpd-plain) srv_start_vsftpd "$nsn" "$d" 2121 30050 30099; VSLOG_plain=$VSFTPD_LOG ;;
+        vsftpd-tls)
+            srv_start_vsftpd "$nsn" "$d" 21 30000 30049 "ssl_enable=YES
+rsa_cert_file=$LAB_TLS/server.pem
+rsa_private_key_file=$LAB_TLS/server.key
+require_ssl_reuse=YES
+force_local_data_ssl=YES
+force_local_logins_ssl=YES
+ssl_sslv2=NO
+ssl_sslv3=NO
+ssl_tlsv1=YES
+ssl_ciphers=HIGH"
+            VSLOG_tls=$VSFTPD_LOG
+            ;;
         esac
     done
 }
@@ -238,7 +255,33 @@ start_servers() {
 server_log() {
     case $1 in
     vsftpd) echo "$VSLOG_vsftpd" ;; vsftpd-nopasv) echo "$VSLOG_nopasv" ;; pure-ftpd) echo "$PFLOG" ;;
+    vsftpd-tls) echo "$VSLOG_tls" ;; vsftpd-plain) echo "$VSLOG_plain" ;;
     esac
+}
+
+# lab_tls_certs DIR SERVER_SANS GATE_SANS: a throw-away test CA (ca.pem) and two leaf
+# certificates signed by it, server.pem/.key (the FTP server) and gate.pem/.key
+# (ftpgate's client-facing listener), each with the given subjectAltName list
+# ("DNS:a,IP:b"). Valid for two days; sets LAB_TLS=DIR.
+lab_tls_certs() {
+    local dir=$1 name sans
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+        -subj "/CN=ftpgate lab test CA" -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign >/dev/null 2>&1 || die "openssl: making the test CA failed"
+    for name in server gate; do
+        if [[ $name == server ]]; then sans=$2; else sans=$3; fi
+        openssl req -newkey rsa:2048 -nodes -keyout "$dir/$name.key" -out "$dir/$name.csr" \
+            -subj "/CN=ftpgate lab $name" >/dev/null 2>&1 || die "openssl: making the $name request failed"
+        printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+            "$sans" >"$dir/$name.ext"
+        openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+            -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.pem" >/dev/null 2>&1 ||
+            die "openssl: signing the $name certificate failed"
+        openssl verify -CAfile "$dir/ca.pem" "$dir/$name.pem" >/dev/null || die "$name.pem does not verify"
+    done
+    chmod 600 "$dir"/*.key
+    LAB_TLS=$dir
 }
 
 # ------------------------------------------------------------- ftpgate ----
@@ -281,20 +324,31 @@ curl_mode_args() {
 }
 
 # run_client NS CLIENT HOST PORT REMOTE LOCAL: one bounded download; trace in $TRACE.
+# CLIENT "ftps-X" is client X over explicit FTPS: TLS required for the login and the
+# data (PROT P), the server's certificate verified against $LAB_TLS/ca.pem;
+# "ftps-curl-X-noreuse" is curl without its TLS session cache (--no-sessionid), so its
+# data connections do not resume the control connection's session. With UPLOAD=1 the
+# client uploads LOCAL to REMOTE instead of downloading REMOTE to LOCAL.
 run_client() {
-    local nsn=$1 client=$2 host=$3 port=$4 remote=$5 lpath=$6 h=$3 script CMD_TIMEOUT=$CMD_TIMEOUT
+    local nsn=$1 client=$2 host=$3 port=$4 remote=$5 lpath=$6 h=$3 script CMD_TIMEOUT=$CMD_TIMEOUT tls=0
     # a case expected to fail need not wait for a slow server-side timeout
     [[ ${EXPECT:-ok} == fail ]] && CMD_TIMEOUT=$FAIL_TIMEOUT
     [[ $host == *:* ]] && h="[$host]"
+    local noreuse=0
+    [[ $client == ftps-* ]] && tls=1 client=${client#ftps-}
+    [[ $client == *-noreuse ]] && noreuse=1 client=${client%-noreuse}
     case $client in
     curl-*)
-        local -a args
+        local -a args xfer
         read -ra args <<<"$(curl_mode_args "$client")"
+        ((tls)) && args+=(--ssl-reqd --cacert "$LAB_TLS/ca.pem")
+        ((noreuse)) && args+=(--no-sessionid)
+        if [[ ${UPLOAD:-0} == 1 ]]; then xfer=(-T "$lpath"); else xfer=(-o "$lpath"); fi
         # --no-ftp-skip-pasv-ip: use the address in the 227 reply, so a wrong
         # advertised address is caught (curl >= 7.74 ignores it by default).
         nsx "$nsn" timeout -k 3 $((CMD_TIMEOUT + 5)) curl "${args[@]}" -sS -v --no-ftp-skip-pasv-ip \
             --connect-timeout 5 --max-time "$CMD_TIMEOUT" -u "$FTP_USER:$FTP_PASS" \
-            -o "$lpath" "ftp://$h:$port/$remote" >/dev/null 2>"$TRACE"
+            "${xfer[@]}" "ftp://$h:$port/$remote" >/dev/null 2>"$TRACE"
         ;;
     raw-*)
         # raw-pasv|raw-lpsv|raw-lprt: one data command by hand (no transfer); the
@@ -312,7 +366,17 @@ run_client() {
         script=$WORK/lftp.script
         {
             echo "set cmd:fail-exit yes"
-            echo "set ftp:ssl-allow no"
+            if ((tls)); then
+                echo "set ftp:ssl-allow yes"
+                echo "set ftp:ssl-force true"
+                echo "set ftp:ssl-protect-data true"
+                echo "set ftp:ssl-protect-list true"
+                echo "set ssl:verify-certificate yes"
+                echo "set ssl:check-hostname yes"
+                echo "set ssl:ca-file $LAB_TLS/ca.pem"
+            else
+                echo "set ftp:ssl-allow no"
+            fi
             echo "set net:max-retries 1"
             echo "set net:persist-retries 0"
             echo "set net:timeout 6"
@@ -327,7 +391,7 @@ run_client() {
             lftp-port) echo "set ftp:passive-mode off" ;;
             esac
             echo "open -u $FTP_USER,$FTP_PASS -p $port ftp://$h"
-            echo "get $remote -o $lpath"
+            if [[ ${UPLOAD:-0} == 1 ]]; then echo "put $lpath -o $remote"; else echo "get $remote -o $lpath"; fi
             echo "bye"
         } >"$script"
         HOME=$WORK/lftp-home XDG_CONFIG_HOME=$WORK/lftp-home XDG_DATA_HOME=$WORK/lftp-home \
@@ -338,7 +402,8 @@ run_client() {
 
 # want_cmd CLIENT FAMILY: the data command the trace must show (lftp on IPv6 uses EPSV/EPRT).
 want_cmd() {
-    case $1 in
+    local c=${1#ftps-}
+    case ${c%-noreuse} in
     raw-*) local v=${1#raw-}; echo "${v^^}" ;;
     curl-pasv) echo PASV ;; curl-epsv) echo EPSV ;; curl-port) echo PORT ;; curl-eprt) echo EPRT ;;
     lftp-pasv) if [[ $2 == 6 ]]; then echo EPSV; else echo PASV; fi ;;
@@ -361,29 +426,49 @@ FAILED=0
 #   optional: WANT_227 (address a 227 must carry), WANT_PEER (address the server must
 #   log as its peer), WANT_CODE (reply code an expected failure must show),
 #   WANT_SRV_CMD (PASV|PORT: what the server must have received; vsftpd only)
+#   WANT_LOG (EREs, one a line, each of which must match what the case added to the
+#   server's log, or with VIA=ftpgate to ftpgate's log: for a reason the client does
+#   not read)
+#   UPLOAD=1: upload the test file (to up-N.bin in the FTP user's home, $WORK/home)
+#   instead of downloading it; the sha256 is then checked on the file the server wrote.
+#   WANT_227 also holds for an expected failure: the client must have got that far,
+#   and been given that address (e.g. a server's private one a NAT did not rewrite).
 # shellcheck disable=SC2153 # HOST, CLIENT, PORT are set by the caller
 case_run() {
-    local fam=4 lpath sha result reason="" got_ok=1 cmd want line a srvlog off peers st
+    local fam=4 lpath sha result reason="" got_ok=1 cmd want line a srvlog off peers st remote=src.bin check
     [[ $HOST == *:* ]] && fam=6
     TRACE=$WORK/trace.$((PASSED + FAILED))
     lpath=$WORK/dl/$((PASSED + FAILED)).bin
     rm -f "$lpath"
+    if [[ ${UPLOAD:-0} == 1 ]]; then
+        remote=up-$((PASSED + FAILED)).bin
+        rm -f "$WORK/home/$remote"
+        lpath=$WORK/home/src.bin
+    fi
+    check=$lpath
+    [[ ${UPLOAD:-0} == 1 ]] && check=$WORK/home/$remote
     srvlog=$(server_log "$SERVER")
     off=$(stat -c %s "$srvlog" 2>/dev/null || echo 0)
+    local wlog=$srvlog woff
+    [[ $VIA == ftpgate ]] && wlog=$GATE_LOG
+    woff=$(stat -c %s "$wlog" 2>/dev/null || echo 0)
     st=$EPOCHREALTIME
-    run_client "$CNS" "$CLIENT" "$HOST" "$PORT" src.bin "$lpath"
+    run_client "$CNS" "$CLIENT" "$HOST" "$PORT" "$remote" "$lpath"
     local rc=$?
     want=$(want_cmd "$CLIENT" "$fam")
+    local shown=$want
+    [[ ${UPLOAD:-0} == 1 ]] && shown+=+STOR
     if ((rc != 0)); then
         got_ok=0
         # the last reply before the client gave up (ignoring the 221 to its QUIT)
         local lastr
         lastr=$(trace_replies | grep -E '^[0-9]{3} ' | grep -v '^221 ' | tail -n1)
         reason="client exit $rc: $lastr"
-    elif [[ ! -f $lpath ]] || [[ $(sha256sum <"$lpath" | cut -d' ' -f1) != "$SRC_SHA" ]]; then
+    elif [[ ! -f $check ]] || [[ $(sha256sum <"$check" | cut -d' ' -f1) != "$SRC_SHA" ]]; then
         got_ok=0
         reason="sha256 mismatch"
     fi
+    [[ ${UPLOAD:-0} == 1 ]] && rm -f "$WORK/home/$remote"
     cmd=$(trace_cmds | awk '{print $1}' | sort -u | tr '\n' ' ')
     if [[ $EXPECT == ok ]]; then
         if ((got_ok)); then
@@ -393,13 +478,7 @@ case_run() {
             fi
         fi
         if ((got_ok)) && [[ -n ${WANT_227:-} ]]; then
-            while IFS= read -r line; do
-                if [[ $line =~ \(([0-9]+),([0-9]+),([0-9]+),([0-9]+), ]]; then
-                    a="${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.${BASH_REMATCH[4]}"
-                    [[ $a == "$WANT_227" ]] || { got_ok=0; reason="227 carries $a, want $WANT_227"; }
-                fi
-            done < <(trace_replies | grep '^227')
-            trace_replies | grep -q '^227' || { got_ok=0; reason="no 227 reply in trace"; }
+            reason=$(check_227 "$WANT_227") || got_ok=0
         fi
         if ((got_ok)) && [[ -n ${WANT_PEER:-} ]]; then
             sleep 0.1
@@ -447,21 +526,73 @@ case_run() {
             result=FAIL
             reason="failed, but without reply $WANT_CODE ($reason)"
             FAILED=$((FAILED + 1))
+        elif [[ -n ${WANT_227:-} ]] && ! a=$(check_227 "$WANT_227"); then
+            result=FAIL
+            reason="failed, but not at the expected 227: $a ($reason)"
+            FAILED=$((FAILED + 1))
+        elif [[ -n ${WANT_LOG:-} ]] && ! a=$(log_has "$wlog" "$woff" "$WANT_LOG"); then
+            result=FAIL
+            reason="failed, but the $([[ $VIA == ftpgate ]] && echo "ftpgate" || echo server) log lacks /$a/ ($reason)"
+            FAILED=$((FAILED + 1))
         else
             result=XFAIL
             PASSED=$((PASSED + 1))
+            [[ -n ${WANT_LOG:-} ]] && reason+="; $([[ $VIA == ftpgate ]] && echo "ftpgate" || echo server) log: /${WANT_LOG//$'\n'/\/ and \/}/"
         fi
     fi
     printf '%s topology=%s via=%s server=%s server_mode=%s client=%s mode=%s expect=%s where=%s secs=%s%s\n' \
-        "$result" "$TOPO" "$VIA" "$SERVER" "$SMODE" "$CLIENT" "$want" "$EXPECT" "$WHERE" \
+        "$result" "$TOPO" "$VIA" "$SERVER" "$SMODE" "$CLIENT" "$shown" "$EXPECT" "$WHERE" \
         "$(elapsed "$st")" "${reason:+ reason=\"$reason\"}"
     if [[ $result == FAIL && -n ${LAB_VERBOSE:-} ]]; then sed 's/^/    | /' "$TRACE" | tail -n 25; fi
     if [[ $result == FAIL ]]; then cp "$TRACE" "$WORK/failed-trace.$((PASSED + FAILED))" 2>/dev/null; fi
     local cell col
     case $result in PASS) cell=ok ;; XFAIL) cell="fails (expected)" ;; FAIL) if [[ $EXPECT == ok ]]; then cell="**FAIL** (want ok)"; else cell="**FAIL** (want fail: ${reason:0:60})"; fi ;; esac
     if [[ $VIA == direct ]]; then col=direct; else col=${SMODE%%/use_control}; col=${col#passive/}; fi
-    table_put "$TOPO|$WHERE|$SERVER|$CLIENT|$want" "$col" "$cell"
-    WANT_227="" WANT_PEER="" WANT_CODE="" WANT_SRV_CMD=""
+    table_put "$TOPO|$WHERE|$SERVER|$CLIENT|$shown" "$col" "$cell"
+    WANT_227="" WANT_PEER="" WANT_CODE="" WANT_SRV_CMD="" WANT_LOG="" UPLOAD=0
+}
+
+# lab_check WHAT CMD...: a check that is not a transfer (an nftables counter, say),
+# counted like a case: PASS when CMD succeeds, else FAIL; CMD's output is the detail.
+lab_check() {
+    local what=$1 out result
+    shift
+    if out=$("$@" 2>&1); then result=PASS; PASSED=$((PASSED + 1)); else result=FAIL; FAILED=$((FAILED + 1)); fi
+    printf '%s topology=%s check=%s%s\n' "$result" "$TOPO" "$what" "${out:+ detail=\"$out\"}"
+}
+
+# log_has LOG OFFSET PATTERNS: every ERE (one a line) of PATTERNS matches a line of LOG
+# past OFFSET bytes (colour codes stripped); else print the first that does not.
+log_has() {
+    local pat text
+    sleep 0.2
+    text=$(tail -c +$(($2 + 1)) "$1" | sed -E 's/\x1b\[[0-9;]*m//g')
+    while IFS= read -r pat; do
+        [[ -n $pat ]] || continue
+        grep -Eq -- "$pat" <<<"$text" || { echo "$pat"; return 1; }
+    done <<<"$3"
+}
+
+# num_check A OP B: test A OP B (-gt, -eq, ...) on integers, saying what it compared.
+num_check() {
+    echo "$1 $2 $3"
+    [[ $1 =~ ^[0-9]+$ && $3 =~ ^[0-9]+$ ]] && test "$1" "$2" "$3"
+}
+
+# check_227 ADDR: the trace has a 227 reply and every 227 in it carries ADDR; else
+# print why not and fail.
+check_227() {
+    local line a
+    trace_replies | grep -q '^227' || { echo "no 227 reply in trace"; return 1; }
+    while IFS= read -r line; do
+        if [[ $line =~ \(([0-9]+),([0-9]+),([0-9]+),([0-9]+), ]]; then
+            a="${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.${BASH_REMATCH[3]}.${BASH_REMATCH[4]}"
+            [[ $a == "$1" ]] || { echo "227 carries $a, want $1"; return 1; }
+        else
+            echo "227 without an address: $line"
+            return 1
+        fi
+    done < <(trace_replies | grep '^227')
 }
 
 # The result table: one row per topology/where/server/client/mode, one column per

@@ -12,20 +12,26 @@
 #   3 split        one listener, inside and outside (NATed) clients, per-client advertise
 #   4 v4v6         IPv4 client -> IPv6 server and IPv6 client -> IPv4 server
 #   5 transparent  interception on a router: nftables REDIRECT and TPROXY
+#   6 ftps         FTPS across NAT and firewalls that run the kernel FTP ALG
+#                  (nf_conntrack_ftp/nf_nat_ftp): the ALG fixes plain FTP but cannot
+#                  read PASV/PORT inside TLS; ftpgate terminates TLS on both legs
+#                  (vsftpd with require_ssl_reuse, a test CA made at run time), plus
+#                  a plain legacy client through ftpgate to the FTPS-only server
 #
 # Output: one "PASS|FAIL|XFAIL topology=... via=ftpgate|direct ..." line per case
-# (XFAIL: a case expected to fail that failed, counted as passed), a Markdown table,
-# then "N passed, M failed". Exit 1 on any failure; 2 when the lab cannot set up.
+# (XFAIL: a case expected to fail that failed, counted as passed), "PASS|FAIL
+# topology=... check=..." lines for checks that are no transfer (nftables counters),
+# a Markdown table, then "N passed, M failed". Exit 1 on any failure; 2 when the lab cannot set up.
 # Without network namespaces: a SKIP banner and exit 0, unless CI is set (then 2).
 #
-# Knobs: LAB_TOPOS="1 2 3 4 5"  LAB_SIZE_MIB=2  LAB_CMD_TIMEOUT=20  LAB_KEEP=1 (keep
+# Knobs: LAB_TOPOS="1 2 3 4 5 6"  LAB_SIZE_MIB=2  LAB_CMD_TIMEOUT=20  LAB_KEEP=1 (keep
 # the work dir)  LAB_VERBOSE=1 (print failing traces)  FTPGATE=path
 set -uo pipefail
 
 # shellcheck source=tests/lab/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-read -ra TOPOS <<<"${LAB_TOPOS:-1 2 3 4 5}"
+read -ra TOPOS <<<"${LAB_TOPOS:-1 2 3 4 5 6}"
 SIZE_MIB=${LAB_SIZE_MIB:-2}
 
 skip_or_fail() {
@@ -42,7 +48,7 @@ skip_or_fail() {
 }
 
 [[ $(id -u) -eq 0 ]] || skip_or_fail "not root (needs ip netns, nftables, a local FTP user)"
-for t in ip nft vsftpd curl lftp python3 sha256sum timeout setsid ss; do
+for t in ip nft vsftpd curl lftp openssl python3 sha256sum timeout setsid ss; do
     command -v "$t" >/dev/null 2>&1 || skip_or_fail "missing tool: $t"
 done
 install_lab_trap
@@ -96,6 +102,11 @@ timeouts: { connect: 3s, data_accept: 6s, banner: 10s }
 log: { level: ${FTPGATE_LOG_LEVEL:-info}, format: text }
 EOF
     } >"$1"
+}
+
+# nft_packets NS COUNTER: the packet count of a named counter in NS's table ip snat_fw.
+nft_packets() {
+    nsx "$1" nft list counter ip snat_fw "$2" | sed -nE 's/.*packets ([0-9]+).*/\1/p'
 }
 
 # is_active CLIENT: does this client mode make the client listen (PORT/EPRT)?
@@ -451,6 +462,227 @@ EOF
     teardown
 }
 
+# ================================================================ 6 ====
+# cli(192.0.2.10) -- fw(192.0.2.1 | 203.0.113.2) -- natr(outside 203.0.113.1, 203.0.113.3 |
+#     srvside 198.51.100.1/26 -- srv(198.51.100.10): vsftpd-tls :21, vsftpd-plain :2121
+#     dmz     198.51.100.129/26 -- gate(198.51.100.130): ftpgate, published as 203.0.113.3
+#     lan     198.51.100.65/26 -- lan(198.51.100.70): an inside client)
+#
+# FTPS across NAT and firewalls. Both the client's firewall (fw: masquerading, drops
+# inbound) and the servers' NAT (natr: publishes only the servers' control ports on
+# 203.0.113.1 and leaves their data connections to the ALG) run the kernel FTP ALG
+# (nf_conntrack_ftp + nf_nat_ftp, a `ct helper` on the control ports). For plain FTP the
+# ALG rewrites the 227 to 203.0.113.1, the client's PORT to 203.0.113.2 and opens every
+# data connection; inside TLS it sees nothing: the 227 keeps the private 198.51.100.10,
+# the PORT keeps 192.0.2.10 and no data connection is let through. ftpgate in the DMZ
+# terminates TLS on both legs, advertises the NAT's public 203.0.113.3 to outside
+# clients and needs only its own published ports (21 and its passive range), no ALG.
+# Its inside "legacy" listener takes plain FTP and adds TLS towards the FTPS-only
+# server (route.tls).
+topo_ftps() {
+    local c m nft srvcmd
+    TOPO=ftps
+    log "=== topology 6: $TOPO"
+    ns_add cli && ns_add fw router && ns_add natr router && ns_add srv && ns_add gate && ns_add lan || return 1
+    link cli eth0 fw inside && link fw outside natr outside || return 1
+    link natr srvside srv eth0 && link natr dmz gate eth0 && link natr lan lan eth0 || return 1
+    addr cli eth0 192.0.2.10/24
+    addr fw inside 192.0.2.1/24
+    addr fw outside 203.0.113.2/24 # no default route: the nets behind natr are unreachable
+    addr natr outside 203.0.113.1/24 203.0.113.3/24
+    addr natr srvside 198.51.100.1/26
+    addr natr lan 198.51.100.65/26
+    addr natr dmz 198.51.100.129/26
+    addr srv eth0 198.51.100.10/26
+    addr lan eth0 198.51.100.70/26
+    addr gate eth0 198.51.100.130/26
+    route cli default via 192.0.2.1
+    route srv default via 198.51.100.1
+    route lan default via 198.51.100.65
+    route gate default via 198.51.100.129
+    nft=$WORK/ftps-fw.nft
+    cat >"$nft" <<'NFT'
+# the client's firewall: masquerading, stateful, inbound dropped, FTP ALG on 21/2121
+table ip cfw {
+    ct helper ftp-alg { type "ftp" protocol tcp; }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        iifname "inside" tcp dport { 21, 2121 } ct helper set "ftp-alg"
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state new iifname "inside" accept
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "outside" masquerade
+    }
+}
+NFT
+    nft_load fw "$nft" || return 1
+    nft=$WORK/ftps-natr.nft
+    cat >"$nft" <<'NFT'
+# the servers' NAT and firewall: the FTP servers are published on 203.0.113.1, control
+# ports only (their data connections are left to the FTP ALG, as "related"); ftpgate on
+# 203.0.113.3 with its passive range 50000-50099, no ALG.
+table ip snat_fw {
+    ct helper ftp-alg { type "ftp" protocol tcp; }
+    # evidence for the lab: packets of the control connections given the ALG (FTPS on
+    # 21, plain on 2121), and of the data connections it let through as "related"
+    counter alg_ftps { }
+    counter alg_plain { }
+    counter alg_related { }
+    chain prerouting_nat {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "outside" ip daddr 203.0.113.1 tcp dport { 21, 2121 } dnat to 198.51.100.10
+        iifname "outside" ip daddr 203.0.113.3 tcp dport { 21, 50000-50099 } dnat to 198.51.100.130
+    }
+    chain prerouting {
+        type filter hook prerouting priority filter; policy accept;
+        iifname "outside" ip daddr 198.51.100.10 tcp dport 21 ct helper set "ftp-alg" counter name "alg_ftps"
+        iifname "outside" ip daddr 198.51.100.10 tcp dport 2121 ct helper set "ftp-alg" counter name "alg_plain"
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state related counter name "alg_related"
+        ct state established,related accept
+        # from outside: only what prerouting_nat published
+        ct state new iifname "outside" ct status dnat accept
+        # the inside nets may open anything (ftpgate to the server, active data out)
+        ct state new iifname { "srvside", "dmz", "lan" } accept
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "outside" ip saddr 198.51.100.130 snat to 203.0.113.3
+        oifname "outside" ip saddr 198.51.100.0/24 snat to 203.0.113.1
+    }
+}
+NFT
+    nft_load natr "$nft" || return 1
+    lab_tls_certs "$WORK/tls" "DNS:ftp.internal.example,IP:198.51.100.10,IP:203.0.113.1" \
+        "DNS:ftps.example.net,IP:203.0.113.3,IP:198.51.100.130"
+    start_servers srv vsftpd-tls vsftpd-plain
+    local -a FTPS=(ftps-curl-pasv ftps-curl-epsv ftps-curl-port ftps-lftp-pasv ftps-lftp-port)
+
+    # Without ftpgate, from behind the client's firewall. Plain FTP: the two ALGs make
+    # every mode work (the 227 the client sees is rewritten to the public 203.0.113.1).
+    VIA=direct SMODE=- CNS=cli HOST=203.0.113.1 WHERE=behind-fw-alg SERVER=vsftpd-plain PORT=2121
+    for c in "${CLIENTS4[@]}"; do
+        CLIENT=$c EXPECT=ok WANT_PEER=203.0.113.2
+        [[ $c == curl-pasv || $c == lftp-pasv ]] && WANT_227=203.0.113.1
+        case_run
+    done
+    local rel0 rel1 tls0
+    rel0=$(nft_packets natr alg_related)
+    lab_check alg-on-plain-control num_check "$(nft_packets natr alg_plain)" -gt 0
+    lab_check alg-opened-plain-data num_check "$rel0" -ge "${#CLIENTS4[@]}"
+    tls0=$(nft_packets natr alg_ftps)
+    # FTPS: the 227 carries the server's private address (curl and lftp told to use
+    # it), EPSV's data connection is not let through (no ALG expectation), the PORT
+    # names the client's private address (vsftpd: 500 Illegal PORT); a plain client
+    # cannot log in (530).
+    SERVER=vsftpd-tls PORT=21
+    for c in "${FTPS[@]}"; do
+        CLIENT=$c EXPECT=fail
+        case $c in
+        *-pasv) WANT_227=198.51.100.10 ;; *-epsv) WANT_CODE=229 ;; *-port) WANT_CODE=500 ;;
+        esac
+        case_run
+    done
+    CLIENT=curl-pasv EXPECT=fail WANT_CODE=530
+    case_run
+    # The ALG was assigned to the FTPS control connections (by the same rule as for
+    # plain FTP) and let no data connection through for them.
+    rel1=$(nft_packets natr alg_related)
+    lab_check alg-on-ftps-control num_check "$(nft_packets natr alg_ftps)" -gt "$tls0"
+    lab_check alg-opened-no-ftps-data num_check "$rel1" -eq "$rel0"
+    # ... and from the inside, no NAT in the way: the FTPS server works with these
+    # clients (TLS, session reuse on data connections) in every mode. (Not curl's
+    # active mode: curl 7.87-7.88 never starts TLS on an accepted data connection,
+    # curl/curl#10666; lftp covers active FTPS.) Without session reuse: vsftpd's 522
+    # (which curl, stopping at the closed data connection, does not read: its log).
+    CNS=lan HOST=198.51.100.10 WHERE=inside
+    for c in "${FTPS[@]}"; do
+        [[ $c == ftps-curl-port ]] && continue
+        CLIENT=$c EXPECT=ok WANT_PEER=198.51.100.70
+        [[ $c == *-pasv ]] && WANT_227=198.51.100.10
+        case_run
+    done
+    CLIENT=ftps-curl-epsv EXPECT=ok UPLOAD=1 WANT_PEER=198.51.100.70
+    case_run
+    CLIENT=ftps-curl-epsv-noreuse EXPECT=fail WANT_LOG='"522 SSL connection failed: session reuse required"'
+    case_run
+    CLIENT=curl-pasv EXPECT=fail WANT_CODE=530
+    case_run
+
+    for m in passive active; do
+        gate_cfg "$WORK/gate-$TOPO-$m.yaml" "$m" use_control <<YAML
+  - name: ftps
+    bind: "198.51.100.130:21"
+    tls: { mode: required, cert: "$LAB_TLS/gate.pem", key: "$LAB_TLS/gate.key", data: required, require_reuse: true }
+    route:
+      kind: fixed
+      upstreams: ["198.51.100.10:21"]
+      tls: { mode: explicit, ca: "$LAB_TLS/ca.pem", server_name: ftp.internal.example, data: private }
+    advertise:
+      - { clients: 198.51.100.0/24, address: auto }
+      - { clients: 0.0.0.0/0, address: 203.0.113.3 }
+  - name: legacy
+    bind: "198.51.100.130:2121"
+    route:
+      kind: fixed
+      upstreams: ["198.51.100.10:21"]
+      tls: { mode: explicit, ca: "$LAB_TLS/ca.pem", data: private }
+YAML
+        GATE_WAIT="198.51.100.130 21
+198.51.100.130 2121"
+        gate_start gate "$WORK/gate-$TOPO-$m.yaml" "$TOPO-$m" || return 1
+        srvcmd=PASV
+        [[ $m == active ]] && srvcmd=PORT
+        # FTPS from behind the client's firewall, through the servers' NAT: every
+        # passive mode works, the 227 carries the published 203.0.113.3 and the server
+        # sees only ftpgate. Active cannot work behind a masquerading NAT (the PORT
+        # inside TLS names 192.0.2.10, the session comes from 203.0.113.2): 501.
+        VIA=ftpgate SMODE=$m CNS=cli HOST=203.0.113.3 WHERE=behind-fw-alg SERVER=vsftpd-tls PORT=21
+        for c in "${FTPS[@]}"; do
+            CLIENT=$c
+            if is_active "$c"; then
+                EXPECT=fail WANT_CODE=501
+            else
+                EXPECT=ok WANT_PEER=198.51.100.130 WANT_SRV_CMD=$srvcmd
+                [[ $c == *-pasv ]] && WANT_227=203.0.113.3
+            fi
+            case_run
+        done
+        for c in ftps-curl-pasv ftps-lftp-pasv; do
+            CLIENT=$c EXPECT=ok UPLOAD=1 WANT_PEER=198.51.100.130 WANT_SRV_CMD=$srvcmd WANT_227=203.0.113.3
+            case_run
+        done
+        # tls.require_reuse: a data connection that does not resume the control
+        # session is closed (425; curl stops at the closed data connection and may not
+        # read the reply, so ftpgate's log is checked); tls.mode required: a plain
+        # client gets 530 at USER
+        CLIENT=ftps-curl-epsv-noreuse EXPECT=fail WANT_LOG="TLS on the client's data connection: the TLS handshake did not resume the control connection's session
+ code=425( |$)"
+        case_run
+        CLIENT=curl-pasv EXPECT=fail WANT_CODE=530
+        case_run
+        # A legacy (plain) inside client on the legacy listener: ftpgate adds TLS
+        # towards the FTPS-only server; active works too (no NAT inside).
+        CNS=lan HOST=198.51.100.130 PORT=2121 WHERE=inside-legacy
+        for c in "${CLIENTS4[@]}"; do
+            CLIENT=$c EXPECT=ok WANT_PEER=198.51.100.130 WANT_SRV_CMD=$srvcmd
+            [[ $c == curl-pasv || $c == lftp-pasv ]] && WANT_227=198.51.100.130
+            case_run
+        done
+        CLIENT=curl-epsv EXPECT=ok UPLOAD=1 WANT_PEER=198.51.100.130 WANT_SRV_CMD=$srvcmd
+        case_run
+        gate_stop
+    done
+    teardown
+}
+
 for t in "${TOPOS[@]}"; do
     t_start=$EPOCHREALTIME
     case $t in
@@ -460,7 +692,8 @@ for t in "${TOPOS[@]}"; do
     3) topo_split || { log "topology 3 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
     4) topo_v4v6 || { log "topology 4 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
     5) topo_transparent || { log "topology 5 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
-    *) die "unknown topology $t (1-5)" ;;
+    6) topo_ftps || { log "topology 6 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
+    *) die "unknown topology $t (1-6)" ;;
     esac
     log "topology $t took $(elapsed "$t_start") s"
 done
