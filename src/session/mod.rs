@@ -103,7 +103,15 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
             return;
         }
     };
-    tracing::info!(server.addr = %conn.peer, tls = conn.tls, "connected upstream");
+    // `explicit`: AUTH TLS follows (logged once the handshake is done), nothing of the
+    // client's goes out before it.
+    let tls_state = match (&ctx.router.config.tls, conn.tls) {
+        (_, true) => "implicit",
+        (Some(t), false) if t.mode == ServerTlsMode::MatchClient => "match_client",
+        (Some(_), false) => "explicit",
+        (None, false) => "off",
+    };
+    tracing::info!(server.addr = %conn.peer, tls = tls_state, "connected upstream");
     let crate::route::upstream::ServerLegConn {
         host,
         tls: server_tls,

@@ -639,7 +639,14 @@ impl<P: Ports> Core<P> {
                 Err(e) if e.is_setup() || reply.class() == 2 => failure_reply(e),
                 _ => reply,
             };
-            tracing::info!(bytes = event.bytes, code = reply.code, "transfer finished");
+            match &event.result {
+                Ok(()) => {
+                    tracing::info!(bytes = event.bytes, code = reply.code, "transfer finished")
+                }
+                Err(e) => {
+                    tracing::info!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed")
+                }
+            }
             self.out.insert(pos, Outgoing::Ready(reply));
         }
     }
