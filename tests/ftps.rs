@@ -777,3 +777,114 @@ fn route_tls_implicit_sends_pbsz_and_prot_and_protects_the_data() {
     front.stop(&rig.rt);
     implicit.stop(&rig.rt);
 }
+
+// ---------------------------------------------------------------------------------------
+// Mutual TLS and the forward proxy
+
+#[test]
+fn mutual_tls_to_the_server_uses_the_routes_client_certificate() {
+    let rig = Rig::new("mtls", 30);
+    let Rig {
+        rt,
+        pki,
+        dir,
+        ports,
+        ..
+    } = &rig;
+    let tls = UnftpTls {
+        cert: pki.cert.clone(),
+        key: pki.key.clone(),
+        required: true,
+        client_ca: Some(pki.ca.clone()),
+    };
+    let mut unftp = start_unftp_with(rt, dir.path(), ports.unftp.clone(), Some(tls));
+    unftp.addr = auth_shim(rt, unftp.addr);
+    // Without a client certificate the server ends the handshake: 421, nothing sent.
+    let bare = rig.proxy(
+        unftp.addr,
+        "",
+        &format!("mode: explicit, ca: {}", pki.ca.display()),
+    );
+    let r = greeting_of(&bare);
+    assert_eq!(r.code, 421, "no client certificate: {r:?}");
+    bare.stop(rt);
+    let proxy = rig.proxy(
+        unftp.addr,
+        "",
+        &format!(
+            "mode: explicit, ca: {}, client_cert: {}, client_key: {}",
+            pki.ca.display(),
+            pki.cert.display(),
+            pki.key.display()
+        ),
+    );
+    // The server knows ftpgate by its certificate: USER is answered 232 (RFC 2228),
+    // which suppaftp does not take, so the raw client logs in.
+    let mut ctrl = Ctrl::connect(proxy.addr);
+    assert_eq!(ctrl.reply().code, 220);
+    let r = ctrl.cmd("USER anonymous");
+    assert!(matches!(r.code, 232 | 331), "USER over mutual TLS: {r:?}");
+    if r.code == 331 {
+        ctrl.expect("PASS x@example.com", 230);
+    }
+    ctrl.expect("TYPE I", 200);
+    let mut c = RawFtp {
+        ctrl,
+        mode: DataMode::Pasv,
+    };
+    let (bytes, sum) = random_file(512 * 1024 + 1);
+    std::fs::write(dir.path().join("f.bin"), &bytes).expect("write");
+    assert_eq!(
+        sha256_hex(&FtpOps::retr(&mut c, "f.bin")),
+        sum,
+        "RETR over mutual TLS"
+    );
+    FtpOps::stor(&mut c, "g.bin", &bytes);
+    assert_disk_file(&dir.path().join("g.bin"), &sum, "STOR over mutual TLS");
+    c.quit();
+    proxy.stop(rt);
+}
+
+#[test]
+fn forward_proxy_match_client_secures_the_server_exactly_for_tls_clients() {
+    let rig = Rig::new("forward match_client", 30);
+    let Rig {
+        rt,
+        pki,
+        dir,
+        ports,
+        ..
+    } = &rig;
+    let unftp = start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, true);
+    let yaml = format!(
+        "listeners:\n  - name: fwd\n    bind: 127.0.0.1:0\n    tls: {{ mode: explicit, {}, require_reuse: true }}\n    route: {{ kind: user_at_host, tls: {{ mode: match_client, ca: {} }} }}\n    acl:\n      servers: {{ allow: [\"127.0.0.0/8\"] }}\ndata: {{ passive_ports: {}, server_active_ports: {} }}\ntimeouts: {{ connect: 2s, banner: 5s, data_accept: 5s, tls_handshake: 3s }}\n",
+        pki.files(),
+        pki.ca.display(),
+        range(&ports.proxy_passive),
+        range(&ports.proxy_active),
+    );
+    let proxy = start_proxy_yaml(rt, &yaml);
+    let user = format!("USER anonymous@127.0.0.1:{}", unftp.addr.port());
+    // A TLS client: AUTH on ftpgate's own greeting, then the server leg follows suit.
+    let mut c = TlsCtrl::explicit(proxy.addr, client_config(&pki.ca, versions(false)));
+    let (code, text) = c.cmd(&user);
+    assert_eq!(code, 331, "USER through a TLS server leg: {text}");
+    assert_eq!(c.cmd("PASS x@example.com").0, 230, "PASS");
+    assert_eq!(c.cmd("TYPE I").0, 200);
+    let (bytes, sum) = random_file(300_001);
+    std::fs::write(dir.path().join("f.bin"), &bytes).expect("write");
+    assert_eq!(sha256_hex(&FtpOps::retr(&mut c, "f.bin")), sum, "RETR");
+    FtpOps::stor(&mut c, "g.bin", &bytes);
+    assert_disk_file(&dir.path().join("g.bin"), &sum, "STOR");
+    Box::new(c).quit();
+    // A plain client gets a plain server leg, which this FTPS-only server refuses.
+    let mut p = Ctrl::connect(proxy.addr);
+    assert_eq!(p.reply().code, 220);
+    let r = p.cmd(&user);
+    assert!(
+        r.code >= 500,
+        "a plain client must not get TLS added upstream: {r:?}"
+    );
+    drop(p);
+    proxy.stop(rt);
+}

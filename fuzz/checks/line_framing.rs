@@ -11,8 +11,9 @@
 //!   the whole payload (both finished with `decode_eof` like `FramedRead` does);
 //! - both equal an independent reference framer written from the module's documented rules
 //!   (LF ends a line, one CR before it is stripped, cap counted before Telnet decoding,
-//!   bare CR / NUL / other IAC sequences reject the line, a partial line at EOF is dropped);
-//! - exactly one frame per LF in the payload;
+//!   bare CR / NUL / other IAC sequences reject the line, a partial line at EOF is dropped;
+//!   a stream whose first byte is 0x16, a TLS handshake record, is refused whole);
+//! - exactly one frame per LF in the payload (one in all for a TLS stream);
 //! - no `Frame::Line` contains CR, LF or NUL, or is longer than `max_len`;
 //! - the decoder never returns an error;
 //! - after each drain the buffered bytes are at most `max_len + 1`, and `decode_eof`
@@ -24,6 +25,7 @@ use ftpgate::proto::line::{encode_line, Frame, LineCodec, LineError};
 use tokio_util::codec::Decoder;
 
 const IAC: u8 = 0xFF;
+const TLS_HANDSHAKE: u8 = 0x16;
 const MAX_CHUNK_SPECS: usize = 16;
 
 fn cap_from_byte(b: u8) -> usize {
@@ -110,6 +112,9 @@ fn chunked_feed(max_len: usize, specs: &[u8], payload: &[u8]) -> Vec<Frame> {
 
 /// The framing rules of `proto/line.rs`, written independently of its implementation.
 fn reference(max_len: usize, payload: &[u8]) -> Vec<Frame> {
+    if payload.first() == Some(&TLS_HANDSHAKE) {
+        return vec![Frame::Rejected(LineError::TlsRecord)];
+    }
     let mut out = Vec::new();
     let mut rest = payload;
     while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
@@ -168,7 +173,11 @@ pub fn run(data: &[u8]) {
     );
 
     let lfs = payload.iter().filter(|&&b| b == b'\n').count();
-    assert_eq!(whole.len(), lfs, "one frame per LF");
+    if payload.first() == Some(&TLS_HANDSHAKE) {
+        assert_eq!(whole.len(), 1, "one refusal for a TLS stream");
+    } else {
+        assert_eq!(whole.len(), lfs, "one frame per LF");
+    }
 
     for frame in &whole {
         let Frame::Line(line) = frame else { continue };
@@ -186,6 +195,12 @@ pub fn run(data: &[u8]) {
         encode_line(line, &mut wire);
         assert!(wire.ends_with(b"\r\n"));
         let again = whole_feed(wire.len(), &wire);
-        assert_eq!(again, vec![frame.clone()], "encode_line round trip");
+        // A line of its own that starts with 0x16 is, as a whole stream, a TLS record.
+        let want = if line.first() == Some(&TLS_HANDSHAKE) {
+            Frame::Rejected(LineError::TlsRecord)
+        } else {
+            frame.clone()
+        };
+        assert_eq!(again, vec![want], "encode_line round trip");
     }
 }

@@ -145,7 +145,7 @@ async fn probe(
             send(&mut leg, format!("PASS {password}").as_bytes()).await?;
             r = final_reply(&mut leg, &mut assembler).await?;
         }
-        if r.code != 230 {
+        if !matches!(r.code, 230 | 232) {
             return Err(HealthError::Login { code: r.code });
         }
     }

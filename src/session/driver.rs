@@ -130,7 +130,12 @@ pub(super) async fn drive(
             },
             frame = server.reader.next() => match frame {
                 None => Input::ServerClosed,
-                Some(Err(source)) => return SessionEnd::Io { side: Side::Server, source },
+                // The client hears a 421, as when the server closes; a TLS server that
+                // refused our client certificate ends its connection this way.
+                Some(Err(source)) => {
+                    tracing::warn!(error = %source, "server control connection failed");
+                    Input::ServerClosed
+                }
                 Some(Ok(frame)) => Input::Server(frame),
             },
             Some(event) = data_rx.recv() => {

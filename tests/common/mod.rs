@@ -244,6 +244,8 @@ pub struct UnftpTls {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
     pub required: bool,
+    /// Mutual TLS: client certificates signed by this CA are required.
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// [`start_unftp`], with FTPS when `tls` is given.
@@ -277,9 +279,15 @@ pub fn start_unftp_with(
                     } else {
                         libunftp::options::FtpsRequired::None
                     };
-                    server
+                    let server = server
                         .ftps(t.cert.clone(), t.key.clone())
-                        .ftps_required(need, need)
+                        .ftps_required(need, need);
+                    match &t.client_ca {
+                        None => server,
+                        Some(ca) => server
+                            .ftps_client_auth(libunftp::options::FtpsClientAuth::Require)
+                            .ftps_trust_store(ca.clone()),
+                    }
                 }
             };
             let server = server.build().expect("libunftp server");

@@ -112,8 +112,70 @@ pub fn start_unftp_tls(
         cert: pki.cert.clone(),
         key: pki.key.clone(),
         required,
+        client_ca: None,
     };
-    super::start_unftp_with(rt, root, ports, Some(tls))
+    let mut unftp = super::start_unftp_with(rt, root, ports, Some(tls));
+    unftp.addr = auth_shim(rt, unftp.addr);
+    unftp
+}
+
+/// A relay in front of libunftp's control port that holds the client's bytes after a
+/// `234` for 100 ms. libunftp switches to TLS in a task it spawns after sending the 234,
+/// and reads on meanwhile: a ClientHello that comes first (a prompt client on a loaded
+/// machine) is read as a command and answered in plaintext, and the handshake fails.
+/// Real servers switch before reading again; this keeps libunftp's race out of tests.
+pub fn auth_shim(rt: &Runtime, upstream: SocketAddr) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind shim");
+    let addr = listener.local_addr().expect("shim addr");
+    rt.spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let auth_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let seen = Arc::clone(&auth_ok);
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        // Noted before the 234 is passed on, so the ClientHello it
+                        // prompts always finds the hold in place.
+                        if buf[..n].starts_with(b"234 ") {
+                            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if auth_ok.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                tokio::join!(down, up);
+            });
+        }
+    });
+    addr
 }
 
 /// A suppaftp client over TLS through `addr`: AUTH TLS, PBSZ 0, PROT P (then PROT C

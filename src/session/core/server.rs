@@ -131,7 +131,9 @@ impl<P: Ports> Core<P> {
 
     fn final_reply(&mut self, verb: Verb, reply: Reply) {
         match verb {
-            Verb::User | Verb::Pass | Verb::Acct if reply.code == 230 => {
+            // 232: logged in by the TLS client certificate (RFC 2228), as libunftp and
+            // others answer USER under mutual TLS.
+            Verb::User | Verb::Pass | Verb::Acct if matches!(reply.code, 230 | 232) => {
                 if matches!(self.phase, Phase::Login { .. }) {
                     self.phase = Phase::Ready;
                 }
