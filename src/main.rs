@@ -67,11 +67,30 @@ fn run(cfg: ftpgate::config::Config) -> anyhow::Result<()> {
             wait_for_signal().await;
             signal.cancel();
         });
+        #[cfg(unix)]
+        ignore_hangup();
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "ftpgate started");
         bound.serve(shutdown).await;
         tracing::info!("ftpgate stopped");
         Ok(())
     })
+}
+
+/// SIGHUP's default action would end the process with every session in it; it is what
+/// operators and logrotate send. Until configuration reload exists it is logged and
+/// otherwise ignored.
+#[cfg(unix)]
+fn ignore_hangup() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; running on, sessions untouched");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+    }
 }
 
 async fn wait_for_signal() {
