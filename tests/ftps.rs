@@ -79,6 +79,17 @@ impl Rig {
         start_unftp(&self.rt, self.dir.path(), self.ports.unftp.clone())
     }
 
+    /// libunftp with FTPS (`required`: on control and data) on this rig's root.
+    fn ftps_server(&self, required: bool) -> Unftp {
+        start_unftp_tls(
+            &self.rt,
+            self.dir.path(),
+            self.ports.unftp.clone(),
+            &self.pki,
+            required,
+        )
+    }
+
     /// ftpgate (server_mode passive) in front of `upstream` with these `tls` sections.
     fn proxy(&self, upstream: SocketAddr, listener_tls: &str, route_tls: &str) -> Proxy {
         start_proxy_yaml(
@@ -126,8 +137,8 @@ fn cell(
     } = &rig;
     let unftp = match server {
         Leg::Plain => start_unftp(rt, dir.path(), ports.unftp.clone()),
-        Leg::Private => start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, true),
-        Leg::Clear => start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, false),
+        Leg::Private => rig.ftps_server(true),
+        Leg::Clear => rig.ftps_server(false),
     };
     let max = if v12_only {
         ", max_version: \"1.2\""
@@ -245,14 +256,8 @@ fn ftps_to_ftps_tls12_only() {
 #[test]
 fn implicit_listener_to_ftps_server() {
     let rig = Rig::new("implicit", 60);
-    let Rig {
-        rt,
-        pki,
-        dir,
-        ports,
-        ..
-    } = &rig;
-    let unftp = start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, true);
+    let Rig { rt, pki, dir, .. } = &rig;
+    let unftp = rig.ftps_server(true);
     let proxy = rig.proxy(
         unftp.addr,
         &format!("mode: implicit, {}, require_reuse: true", pki.files()),
@@ -419,14 +424,8 @@ fn greeting_of(proxy: &Proxy) -> Reply {
 #[test]
 fn a_server_certificate_that_does_not_verify_gets_421_before_any_login() {
     let rig = Rig::new("verify", 30);
-    let Rig {
-        rt,
-        pki,
-        dir,
-        ports,
-        ..
-    } = &rig;
-    let unftp = start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, true);
+    let Rig { rt, pki, .. } = &rig;
+    let unftp = rig.ftps_server(true);
     // Signed by a CA ftpgate does not trust.
     let proxy = rig.proxy(
         unftp.addr,
@@ -855,7 +854,7 @@ fn forward_proxy_match_client_secures_the_server_exactly_for_tls_clients() {
         ports,
         ..
     } = &rig;
-    let unftp = start_unftp_tls(rt, dir.path(), ports.unftp.clone(), pki, true);
+    let unftp = rig.ftps_server(true);
     let yaml = format!(
         "listeners:\n  - name: fwd\n    bind: 127.0.0.1:0\n    tls: {{ mode: explicit, {}, require_reuse: true }}\n    route: {{ kind: user_at_host, tls: {{ mode: match_client, ca: {} }} }}\n    acl:\n      servers: {{ allow: [\"127.0.0.0/8\"] }}\ndata: {{ passive_ports: {}, server_active_ports: {} }}\ntimeouts: {{ connect: 2s, banner: 5s, data_accept: 5s, tls_handshake: 3s }}\n",
         pki.files(),

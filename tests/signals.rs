@@ -4,8 +4,9 @@
 mod common;
 
 use common::*;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[test]
@@ -15,25 +16,39 @@ fn sighup_keeps_sessions_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = Ports::new();
     let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
-    // A fixed control port for the child: ask the kernel for a free one first.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
-        l.local_addr().expect("addr").port()
-    };
-    let yaml = proxy_yaml(unftp.addr, &ports, "passive", "")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    // Port 0: the child logs the address it bound.
     let cfg = dir.path().join("gate.yaml");
-    std::fs::write(&cfg, yaml).expect("write config");
+    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", "")).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ftpgate"))
         .args(["run", "-c"])
         .arg(&cfg)
+        .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ftpgate");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_until("ftpgate listening", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
+    // The child's log, line by line, read as it comes (and so never blocking it).
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&log);
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().expect("log").push(line);
+        }
     });
+    let count = |what: &str| {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    let addr: std::net::SocketAddr =
+        wait_for("the listening line", Duration::from_secs(10), || {
+            log.lock().expect("log").iter().find_map(|l| {
+                let (_, rest) = l.split_once("listener.addr=")?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+        });
     let mut c = Ctrl::connect(addr);
     assert_eq!(c.reply().code, 220);
     c.login();
@@ -46,10 +61,12 @@ fn sighup_keeps_sessions_and_sigterm_stops_cleanly() {
             .success();
         assert!(ok, "kill {sig}");
     };
-    for _ in 0..3 {
+    for n in 1..=3 {
         send("-HUP");
+        wait_until("SIGHUP logged", Duration::from_secs(10), || {
+            count("SIGHUP received") >= n
+        });
     }
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         child.try_wait().expect("try_wait").is_none(),
         "SIGHUP ended ftpgate"
@@ -62,11 +79,4 @@ fn sighup_keeps_sessions_and_sigterm_stops_cleanly() {
         child.try_wait().expect("try_wait")
     });
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
-    let mut log = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log);
-    assert!(log.contains("SIGHUP received"), "SIGHUP is logged: {log}");
 }

@@ -124,7 +124,7 @@ pub enum HealthError {
     #[error("login answered {code}")]
     Login { code: u16 },
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[source] crate::tls::TlsError),
 }
 
 impl HealthError {

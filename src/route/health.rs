@@ -9,6 +9,7 @@ use super::{HealthError, Resolver, Router, UpstreamState};
 use crate::config::{HealthConfig, HealthLogin, RouteTls, ServerTlsMode};
 use crate::proto::line::encode_line;
 use crate::proto::reply::{Reply, ReplyAssembler};
+use crate::tls::{SecurityCommand, TlsError};
 use crate::wire::next_reply;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
@@ -127,15 +128,18 @@ async fn probe(
         send(&mut leg, b"AUTH TLS").await?;
         let r = final_reply(&mut leg, &mut assembler).await?;
         if r.code != 234 {
-            return Err(HealthError::Tls(format!("AUTH TLS answered {}", r.code)));
+            return Err(HealthError::Tls(TlsError::Refused {
+                command: SecurityCommand::Auth,
+                code: r.code,
+            }));
         }
         let stream = leg
             .take_for_tls()
-            .map_err(|_| HealthError::Tls("bytes after 234".into()))?;
+            .map_err(|_| HealthError::Tls(TlsError::PlaintextAfterAuth))?;
         let secured = connector
             .connect(name, stream, params.connect)
             .await
-            .map_err(|e| HealthError::Tls(e.to_string()))?;
+            .map_err(|e| HealthError::Tls(e.into()))?;
         leg.replace(Box::new(secured));
     }
     if let Some(HealthLogin { user, password }) = &health.login {

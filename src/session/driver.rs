@@ -5,7 +5,7 @@
 //! shutdown) and feeds it to the core.
 
 use super::context::SessionContext;
-use super::core::{Action, Core, Input, Pool, Ports, TlsFailure, TransferPlan};
+use super::core::{Action, Core, Input, Pool, Ports, TransferPlan};
 use super::error::{ClientFault, ServerFault, SessionEnd};
 use crate::data::{self, DataEvent, DataListener, PortError, PortPool, RateLimit, Throttle};
 use crate::data::{DataTls, TransferHandle, TransferSpec};
@@ -13,7 +13,7 @@ use crate::error::Side;
 use crate::proto::line::encode_line;
 use crate::proto::reply::Reply;
 use crate::stream::BoxedStream;
-use crate::tls::{DataRole, SessionAcceptor, SessionConnector};
+use crate::tls::{DataRole, SessionAcceptor, SessionConnector, TlsError};
 use crate::wire::Leg;
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ pub(super) struct SessionTls {
     pub acceptor: Option<SessionAcceptor>,
     /// ftpgate as the server's TLS client, with the name to verify; `None` on a route
     /// without TLS, `Err` when the server's name cannot be a TLS name.
-    pub connector: Option<(SessionConnector, Result<ServerName<'static>, String>)>,
+    pub connector: Option<(SessionConnector, Result<ServerName<'static>, TlsError>)>,
     pub require_reuse: bool,
     pub handshake: Duration,
 }
@@ -155,46 +155,32 @@ pub(super) async fn drive(
 }
 
 /// The TLS handshake on the client's control connection after our 234.
-pub(super) async fn secure_client(tls: &SessionTls, client: &mut Leg) -> Result<(), String> {
-    let Some(acceptor) = &tls.acceptor else {
-        return Err("no TLS configuration for this listener".into());
-    };
+pub(super) async fn secure_client(tls: &SessionTls, client: &mut Leg) -> Result<(), TlsError> {
+    let acceptor = tls.acceptor.as_ref().ok_or(TlsError::NotConfigured)?;
     let stream = client
         .take_for_tls()
-        .map_err(|_| "bytes pipelined after AUTH, before the TLS handshake".to_string())?;
+        .map_err(|_| TlsError::PlaintextAfterAuth)?;
     let secured = acceptor
         .accept(stream, DataRole::Control, tls.handshake, false)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     client.replace(Box::new(secured));
     Ok(())
 }
 
 /// The TLS handshake on the server's control connection after its 234.
-async fn secure_server(tls: &SessionTls, server: &mut Leg) -> Result<(), TlsFailure> {
-    let fail = |reason: String, client_text| TlsFailure {
-        reason,
-        client_text,
-    };
+async fn secure_server(tls: &SessionTls, server: &mut Leg) -> Result<(), TlsError> {
     let Some((connector, name)) = &tls.connector else {
-        return Err(fail(
-            "no TLS configuration for this route".into(),
-            "internal error",
-        ));
+        return Err(TlsError::NotConfigured);
     };
-    let name = name
-        .as_ref()
-        .map_err(|e| fail(e.clone(), "the FTP server's name is not usable for TLS"))?;
-    let stream = server.take_for_tls().map_err(|_| {
-        fail(
-            "the FTP server sent bytes after its 234, before the TLS handshake".into(),
-            "the FTP server sent data before the TLS handshake",
-        )
-    })?;
-    let secured = connector
-        .connect(name, stream, tls.handshake)
-        .await
-        .map_err(|e| fail(e.to_string(), e.server_text()))?;
+    let name = match name {
+        Ok(n) => n,
+        Err(TlsError::BadName(text)) => return Err(TlsError::BadName(text.clone())),
+        Err(_) => return Err(TlsError::NotConfigured),
+    };
+    let stream = server
+        .take_for_tls()
+        .map_err(|_| TlsError::PlaintextAfterAuth)?;
+    let secured = connector.connect(name, stream, tls.handshake).await?;
     server.replace(Box::new(secured));
     Ok(())
 }

@@ -25,8 +25,11 @@ pub enum SessionEnd {
     Shutdown,
     #[error("control connection I/O error on the {side} side: {source}")]
     Io { side: Side, source: std::io::Error },
-    #[error("TLS on the {side} control connection failed: {reason}")]
-    Tls { side: Side, reason: String },
+    #[error("TLS on the {side} control connection failed: {error}")]
+    Tls {
+        side: Side,
+        error: crate::tls::TlsError,
+    },
 }
 
 impl SessionEnd {

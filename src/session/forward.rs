@@ -107,11 +107,11 @@ pub(super) async fn login(
                 write_reply(client_wr, &security::auth_accepted(), limit).await?;
                 secure_client(tls, client)
                     .await
-                    .map_err(|reason| SessionEnd::Tls {
+                    .map_err(|error| SessionEnd::Tls {
                         side: Side::Client,
-                        reason,
+                        error,
                     })?;
-                *sec = ClientSecurity::implicit();
+                *sec = ClientSecurity::secured();
                 continue;
             }
             Verb::Pbsz => {

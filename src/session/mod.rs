@@ -74,13 +74,13 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
             };
             match handshake {
                 Ok(s) => {
-                    client_security = ClientSecurity::implicit();
+                    client_security = ClientSecurity::secured();
                     Box::new(s)
                 }
                 Err(e) => {
                     let end = SessionEnd::Tls {
                         side: crate::error::Side::Client,
-                        reason: e.to_string(),
+                        error: e.into(),
                     };
                     log_end(&end);
                     return;
@@ -124,7 +124,7 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
     if let (Some(route_tls), Some(connector)) = (&ctx.router.config.tls, tls.connector.as_mut()) {
         let text = route_tls.server_name.clone().unwrap_or(host);
         connector.1 = rustls::pki_types::ServerName::try_from(text.clone())
-            .map_err(|_| format!("{text} cannot be a TLS server name"));
+            .map_err(|_| crate::tls::TlsError::BadName(text));
     }
     let addrs = core::Addrs {
         client_peer,
@@ -172,7 +172,8 @@ fn session_tls(ctx: &SessionContext) -> Result<SessionTls, rustls::Error> {
     let connector = ctx.router.config.tls.as_ref().map(|t| {
         (
             t.connector.session(),
-            Err("the server leg is not open yet".to_string()),
+            // Named once the server leg is open (`run`).
+            Err(crate::tls::TlsError::NotConfigured),
         )
     });
     Ok(SessionTls {

@@ -19,8 +19,9 @@ pub struct ClientSecurity {
 }
 
 impl ClientSecurity {
-    /// A control connection that is TLS from the first byte.
-    pub fn implicit() -> ClientSecurity {
+    /// A control connection that has just become TLS (implicit, or after AUTH): no
+    /// PBSZ or PROT yet.
+    pub fn secured() -> ClientSecurity {
         ClientSecurity {
             tls: true,
             ..ClientSecurity::default()

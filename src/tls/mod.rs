@@ -19,12 +19,14 @@
 //! time if it has to guess between two compiled-in providers.
 
 mod config;
+mod error;
 mod handshake;
 mod load;
 mod verify;
 
 pub use config::{Acceptor, Connector, TlsVersion};
 pub use config::{BuildError, ConnectorSpec};
+pub use error::{SecurityCommand, TlsError};
 pub use handshake::{describe, DataRole, HandshakeError, SessionAcceptor, SessionConnector};
 pub use load::{LoadError, Material};
 

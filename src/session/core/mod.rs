@@ -29,8 +29,6 @@ mod server;
 mod tests;
 mod tls;
 
-pub use tls::TlsFailure;
-
 use super::error::{ClientFault, ServerFault, SessionEnd};
 use super::security::ClientSecurity;
 use crate::config::{Config, ListenerConfig};
@@ -119,9 +117,9 @@ pub enum Input {
     /// The process is shutting down: close once nothing is in flight.
     Shutdown,
     /// The client's TLS handshake after [`Action::SecureClient`] ended; `Err` has why.
-    ClientSecured(Result<(), String>),
+    ClientSecured(Result<(), crate::tls::TlsError>),
     /// The server's TLS handshake after [`Action::SecureServer`] ended.
-    ServerSecured(Result<(), TlsFailure>),
+    ServerSecured(Result<(), crate::tls::TlsError>),
 }
 
 /// Both legs of a transfer, decided and checked; the driver opens them.

@@ -163,20 +163,27 @@ impl Rig {
             Step::ServerEof => Input::ServerClosed,
             Step::Shutdown => Input::Shutdown,
             Step::ClientTls(ok) => {
-                Input::ClientSecured(if *ok { Ok(()) } else { Err("bad hello".into()) })
+                Input::ClientSecured(if *ok { Ok(()) } else { Err(hello_timeout()) })
             }
-            Step::ServerTls(ok) => Input::ServerSecured(if *ok {
-                Ok(())
-            } else {
-                Err(TlsFailure {
-                    reason: "unknown issuer".into(),
-                    client_text: "the FTP server's certificate is not trusted",
-                })
-            }),
+            Step::ServerTls(ok) => {
+                Input::ServerSecured(if *ok { Ok(()) } else { Err(untrusted()) })
+            }
         };
         self.core.handle(input, self.now);
         drain(&mut self.core)
     }
+}
+
+/// A client that never finished its handshake.
+fn hello_timeout() -> crate::tls::TlsError {
+    crate::tls::HandshakeError::Timeout.into()
+}
+
+/// A server certificate from an unknown issuer, as rustls reports it.
+fn untrusted() -> crate::tls::TlsError {
+    let e = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+    crate::tls::HandshakeError::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        .into()
 }
 
 fn drain(core: &mut Core<FakePorts>) -> Vec<String> {

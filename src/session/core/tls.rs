@@ -15,15 +15,8 @@ use crate::proto::command::CommandLine;
 use crate::proto::reply::Reply;
 use crate::session::error::SessionEnd;
 use crate::session::security;
+use crate::tls::{SecurityCommand, TlsError};
 use bytes::Bytes;
-
-/// Why the server leg could not be secured: `reason` for the log, `client_text` for
-/// the client's 421.
-#[derive(Debug, Clone)]
-pub struct TlsFailure {
-    pub reason: String,
-    pub client_text: &'static str,
-}
 
 /// One of ftpgate's own security commands to the server.
 #[derive(Debug)]
@@ -129,7 +122,7 @@ impl<P: Ports> Core<P> {
         self.handshaking = true;
     }
 
-    pub(super) fn on_client_secured(&mut self, result: Result<(), String>) {
+    pub(super) fn on_client_secured(&mut self, result: Result<(), TlsError>) {
         self.handshaking = false;
         match result {
             Ok(()) => {
@@ -139,11 +132,11 @@ impl<P: Ports> Core<P> {
                     ..Default::default()
                 };
             }
-            Err(reason) => {
-                tracing::warn!(%reason, "client TLS handshake failed");
+            Err(error) => {
+                tracing::warn!(%error, "client TLS handshake failed");
                 self.close(SessionEnd::Tls {
                     side: Side::Client,
-                    reason,
+                    error,
                 });
             }
         }
@@ -180,7 +173,7 @@ impl<P: Ports> Core<P> {
         );
     }
 
-    pub(super) fn on_server_secured(&mut self, result: Result<(), TlsFailure>) {
+    pub(super) fn on_server_secured(&mut self, result: Result<(), TlsError>) {
         self.handshaking = false;
         match result {
             Ok(()) => {
@@ -208,9 +201,9 @@ impl<P: Ports> Core<P> {
                 self.actions.push_back(Action::SecureServer);
                 self.handshaking = true;
             }
-            SecureStep::Auth => self.fail_server_tls(TlsFailure {
-                reason: format!("the FTP server refused AUTH TLS ({})", reply.code),
-                client_text: "the FTP server does not offer TLS",
+            SecureStep::Auth => self.fail_server_tls(TlsError::Refused {
+                command: SecurityCommand::Auth,
+                code: reply.code,
             }),
             SecureStep::Pbsz if ok => {
                 let private = match self.listener.route.tls.as_ref().map(|t| t.data) {
@@ -225,9 +218,9 @@ impl<P: Ports> Core<P> {
                     self.secured();
                 }
             }
-            SecureStep::Pbsz => self.fail_server_tls(TlsFailure {
-                reason: format!("the FTP server refused PBSZ 0 ({})", reply.code),
-                client_text: "the FTP server refused PBSZ",
+            SecureStep::Pbsz => self.fail_server_tls(TlsError::Refused {
+                command: SecurityCommand::Pbsz,
+                code: reply.code,
             }),
             SecureStep::Prot {
                 private,
@@ -249,9 +242,9 @@ impl<P: Ports> Core<P> {
                 self.server_tls.private = private;
                 self.secured();
             }
-            SecureStep::Prot { .. } => self.fail_server_tls(TlsFailure {
-                reason: format!("the FTP server refused PROT P ({})", reply.code),
-                client_text: "the FTP server refused protected data connections",
+            SecureStep::Prot { .. } => self.fail_server_tls(TlsError::Refused {
+                command: SecurityCommand::ProtP,
+                code: reply.code,
             }),
         }
     }
@@ -266,17 +259,17 @@ impl<P: Ports> Core<P> {
     }
 
     /// Fail closed: the client gets 421 and nothing of its own reached the server.
-    fn fail_server_tls(&mut self, f: TlsFailure) {
-        tracing::warn!(reason = %f.reason, "cannot secure the server connection");
+    fn fail_server_tls(&mut self, error: TlsError) {
+        tracing::warn!(%error, "cannot secure the server connection");
         self.out.clear();
         self.after_secure = None;
         self.send(Reply::new(
             421,
-            &format!("Service not available: {}.", f.client_text),
+            &format!("Service not available: {}.", error.server_text()),
         ));
         self.close(SessionEnd::Tls {
             side: Side::Server,
-            reason: f.reason,
+            error,
         });
     }
 }

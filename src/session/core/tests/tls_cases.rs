@@ -144,7 +144,7 @@ pub(super) fn cases() -> Vec<Case> {
             "a failed client handshake closes the session",
             &[&[
                 (C("AUTH TLS"), &[C234, "tls client"]),
-                (ClientTls(false), &["close: TLS on the client control connection failed: bad hello"]),
+                (ClientTls(false), &["close: TLS on the client control connection failed: TLS handshake timed out"]),
             ]],
         )),
         logged_out(case(
@@ -195,7 +195,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         Case {
             secured: Secured {
-                client: crate::session::security::ClientSecurity::implicit(),
+                client: crate::session::security::ClientSecurity::secured(),
                 server: false,
             },
             ..listener(
@@ -281,7 +281,7 @@ pub(super) fn cases() -> Vec<Case> {
             "a server certificate that does not verify: 421 with the reason",
             &[&[
                 (S("234 go ahead"), &["tls server"]),
-                (ServerTls(false), &["c: 421 Service not available: the FTP server's certificate is not trusted.", "close: TLS on the server control connection failed: unknown issuer"]),
+                (ServerTls(false), &["c: 421 Service not available: the FTP server's certificate is not trusted.", "close: TLS on the server control connection failed: TLS handshake failed: invalid peer certificate: UnknownIssuer"]),
             ]],
         ),
         server_tls(
@@ -430,21 +430,14 @@ mod props {
                 let ok = outcomes.next().unwrap_or(true);
                 seen.client_tls = ok;
                 rig.core.handle(
-                    Input::ClientSecured(if ok { Ok(()) } else { Err("x".into()) }),
+                    Input::ClientSecured(if ok { Ok(()) } else { Err(hello_timeout()) }),
                     rig.now,
                 );
             }
             Action::SecureServer => {
                 let ok = outcomes.next().unwrap_or(true);
                 seen.server_tls = ok;
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err(TlsFailure {
-                        reason: "x".into(),
-                        client_text: "y",
-                    })
-                };
+                let result = if ok { Ok(()) } else { Err(untrusted()) };
                 rig.core.handle(Input::ServerSecured(result), rig.now);
             }
             Action::StartTransfer(p) => {
