@@ -1,5 +1,14 @@
 //! Counters the proxy keeps about itself. Passed in (never global) so tests can watch one
 //! instance: sessions, data transfers and port leases must return to zero.
+//!
+//! Two views of the same events: the process-wide atomics below (what tests, drain logs
+//! and systemd's `STATUS=` read) and the labelled Prometheus [`families`] that `/metrics`
+//! exports ([`text::encode`]).
+
+pub mod families;
+pub mod text;
+
+pub use families::Families;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +53,17 @@ pub struct Metrics {
     pub port_leases: Gauge,
     pub bytes_down: Counter,
     pub bytes_up: Counter,
+    /// The exported families (`families::Families::register` puts them in a registry).
+    pub families: Families,
+}
+
+impl Metrics {
+    /// A registry holding every family of this instance.
+    pub fn registry(&self) -> prometheus_client::registry::Registry {
+        let mut r = prometheus_client::registry::Registry::default();
+        self.families.register(&mut r);
+        r
+    }
 }
 
 /// Holds one of the gauges of a [`Metrics`] up for as long as it lives, so a task counts
