@@ -37,6 +37,7 @@ pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod netinfo;
+pub mod notify;
 pub mod policy;
 pub mod proto;
 pub mod route;

@@ -2,8 +2,11 @@ use anyhow::Context;
 use clap::Parser;
 use ftpgate::cli::{Cli, Command};
 use ftpgate::metrics::Metrics;
+use ftpgate::server::Control;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -53,7 +56,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: ftpgate::config::Config) -> anyhow::Result<()> {
+fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,55 +64,92 @@ fn run(cfg: ftpgate::config::Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let bound = ftpgate::server::bind(Arc::new(cfg), metrics).await?;
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            signal.cancel();
-        });
-        #[cfg(unix)]
-        ignore_hangup();
+        let control = bound.control();
+        let signals = Signals::new().context("cannot install the signal handlers")?;
+        tokio::spawn(signals.handle(control.clone(), path));
+        tokio::spawn(report_status(control.clone()));
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "ftpgate started");
-        bound.serve(shutdown).await;
+        let ready = control.clone();
+        bound
+            .serve_with(CancellationToken::new(), move || {
+                ftpgate::notify::ready(&ready.status_line())
+            })
+            .await;
         tracing::info!("ftpgate stopped");
         Ok(())
     })
 }
 
-/// SIGHUP's default action would end the process with every session in it; it is what
-/// operators and logrotate send. Until configuration reload exists it is logged and
-/// otherwise ignored.
-#[cfg(unix)]
-fn ignore_hangup() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::warn!("SIGHUP received: configuration reload is not supported yet; running on, sessions untouched");
+/// The signals an operator sends. Installed before serving, so none of them can take
+/// the default action (ending the process with every session in it) once ftpgate runs.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// SIGHUP reloads; the first SIGTERM/SIGINT drains, the next one cuts.
+    async fn handle(mut self, control: Control, path: PathBuf) {
+        loop {
+            let name = tokio::select! {
+                _ = self.hup.recv() => {
+                    reload(&control, &path).await;
+                    continue;
                 }
-            });
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            };
+            if control.is_draining() {
+                tracing::warn!(
+                    signal = name,
+                    "second stop signal: cutting every session now"
+                );
+                control.cut();
+            } else {
+                tracing::info!(signal = name, "stop signal: draining");
+                ftpgate::notify::stopping(&control.status_line());
+                control.drain();
+            }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+async fn reload(control: &Control, path: &Path) {
+    if control.is_draining() {
+        tracing::warn!("SIGHUP while draining: ignored");
+        return;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    ftpgate::notify::reloading();
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    match control.reload_from(path).await {
+        Ok(r) => tracing::info!(
+            added = ?r.added,
+            removed = ?r.removed,
+            kept = ?r.kept,
+            "configuration reloaded: new sessions use it, running sessions keep theirs"
+        ),
+        Err(e) => tracing::error!("reload failed, the running configuration stays: {e}"),
+    }
+    ftpgate::notify::ready(&control.status_line());
+}
+
+/// Keeps systemd's `STATUS=` current while a service manager listens.
+async fn report_status(control: Control) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        ftpgate::notify::status(&control.status_line());
+    }
 }

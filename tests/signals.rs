@@ -1,82 +1,275 @@
-//! Signals an operator sends to the real binary: SIGHUP (what logrotate and reflex send)
-//! leaves ftpgate and its sessions running; SIGTERM ends it with exit status 0.
+//! Signals an operator sends to the real binary, and what systemd hears: SIGHUP reloads
+//! the file with sessions untouched (a bad file changes nothing), the first SIGTERM
+//! drains (a running transfer completes, new clients are refused, idle sessions get 421,
+//! exit status 0), a second one cuts at once; `NOTIFY_SOCKET` receives READY, RELOADING
+//! with MONOTONIC_USEC, READY and STOPPING in that order.
 
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-#[test]
-fn sighup_keeps_sessions_and_sigterm_stops_cleanly() {
-    let _dog = Watchdog::new("signals", Duration::from_secs(60));
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = Ports::new();
-    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
-    // Port 0: the child logs the address it bound.
-    let cfg = dir.path().join("gate.yaml");
-    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", "")).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpgate"))
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ftpgate");
-    // The child's log, line by line, read as it comes (and so never blocking it).
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = Arc::clone(&log);
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().expect("log").push(line);
+const MIB: usize = 1024 * 1024;
+
+/// The ftpgate binary on a config file, its log read line by line as it comes.
+struct Gate {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+}
+
+impl Gate {
+    fn start(cfg: &Path, notify: Option<&Path>) -> Gate {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftpgate"));
+        cmd.args(["run", "-c"])
+            .arg(cfg)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stderr(Stdio::piped());
+        if let Some(path) = notify {
+            cmd.env("NOTIFY_SOCKET", path);
         }
-    });
-    let count = |what: &str| {
-        log.lock()
-            .expect("log")
-            .iter()
-            .filter(|l| l.contains(what))
-            .count()
-    };
-    let addr: std::net::SocketAddr =
-        wait_for("the listening line", Duration::from_secs(10), || {
+        let mut child = cmd.spawn().expect("start ftpgate");
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        // Port 0: the child logs the address it bound.
+        let addr = wait_for("the listening line", Duration::from_secs(10), || {
             log.lock().expect("log").iter().find_map(|l| {
                 let (_, rest) = l.split_once("listener.addr=")?;
                 rest.split_whitespace().next()?.parse().ok()
             })
         });
-    let mut c = Ctrl::connect(addr);
-    assert_eq!(c.reply().code, 220);
-    c.login();
-    let pid = child.id().to_string();
-    let send = |sig: &str| {
+        Gate { child, log, addr }
+    }
+
+    fn count(&self, what: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    fn wait_log(&self, what: &str, n: usize) {
+        wait_until(what, Duration::from_secs(10), || self.count(what) >= n);
+    }
+
+    fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args([sig, &pid])
+            .args([sig, &self.child.id().to_string()])
             .status()
             .expect("kill")
             .success();
         assert!(ok, "kill {sig}");
-    };
-    for n in 1..=3 {
-        send("-HUP");
-        wait_until("SIGHUP logged", Duration::from_secs(10), || {
-            count("SIGHUP received") >= n
-        });
     }
-    assert!(
-        child.try_wait().expect("try_wait").is_none(),
-        "SIGHUP ended ftpgate"
-    );
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        wait_for("ftpgate to exit", limit, || {
+            self.child.try_wait().expect("try_wait")
+        })
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn refused(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+}
+
+#[test]
+fn sighup_reloads_and_sessions_survive_a_good_and_a_bad_file() {
+    let _dog = Watchdog::new("sighup", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let cfg = dir.path().join("gate.yaml");
+    let base = proxy_yaml(unftp.addr, &ports, "passive", "");
+    std::fs::write(&cfg, &base).expect("write config");
+    let mut gate = Gate::start(&cfg, None);
+    let mut c = Ctrl::connect(gate.addr);
+    assert_eq!(c.reply().code, 220);
+    c.login();
+    for n in 1..=3 {
+        gate.signal("-HUP");
+        gate.wait_log("configuration reloaded", n);
+    }
+    // A file that does not validate: logged, the running configuration stays.
+    std::fs::write(&cfg, "listeners: [").expect("write config");
+    gate.signal("-HUP");
+    gate.wait_log("reload failed, the running configuration stays", 1);
+    assert!(gate.running(), "SIGHUP ended ftpgate");
     let r = c.cmd("NOOP");
     assert_eq!(r.code, 200, "the session outlives SIGHUP: {r:?}");
+    let mut d = Ctrl::connect(gate.addr);
+    assert_eq!(d.reply().code, 220, "the listener still accepts");
+    d.expect("QUIT", 221);
     c.expect("QUIT", 221);
-    send("-TERM");
-    let status = wait_for("ftpgate to exit", Duration::from_secs(15), || {
-        child.try_wait().expect("try_wait")
-    });
+    gate.signal("-TERM");
+    let status = gate.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+/// Reads datagrams until one contains every part of `want`; returns it. Lines of
+/// periodic `STATUS=` datagrams are skipped.
+fn next_state(sock: &UnixDatagram, want: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no notification with {want:?}");
+        sock.set_read_timeout(Some(left)).expect("timeout");
+        let n = sock.recv(&mut buf).expect("notification");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.lines().all(|l| l.starts_with("STATUS=")) {
+            continue;
+        }
+        assert!(
+            want.iter().all(|w| msg.lines().any(|l| l.starts_with(w))),
+            "expected {want:?}, got {msg:?}"
+        );
+        return msg;
+    }
+}
+
+#[test]
+fn notify_socket_hears_ready_reloading_ready_stopping_in_order() {
+    let _dog = Watchdog::new("notify", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let cfg = dir.path().join("gate.yaml");
+    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", "")).expect("write");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("notify socket");
+    let mut gate = Gate::start(&cfg, Some(&path));
+    let ready = next_state(&sock, &["READY=1", "STATUS="]);
+    assert!(ready.contains("0 sessions"), "{ready:?}");
+    // READY=1 comes once the listener is bound: a client is served now.
+    let mut c = Ctrl::connect(gate.addr);
+    assert_eq!(c.reply().code, 220);
+    gate.signal("-HUP");
+    let reloading = next_state(&sock, &["RELOADING=1", "MONOTONIC_USEC="]);
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("MONOTONIC_USEC value");
+    assert!(usec > 0);
+    let ready = next_state(&sock, &["READY=1"]);
+    assert!(
+        ready.contains("1 sessions"),
+        "status counts sessions: {ready:?}"
+    );
+    gate.signal("-TERM");
+    next_state(&sock, &["STOPPING=1"]);
+    // The idle session is told 421 at the drain.
+    assert_eq!(c.reply().code, 421);
+    let status = gate.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigterm_drains_a_running_transfer_and_refuses_new_clients() {
+    let _dog = Watchdog::new("drain", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let (file, sum) = random_file(4 * MIB + 3);
+    std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    let cfg = dir.path().join("gate.yaml");
+    let extra = "limits: { rate_per_session: 2M }\n\
+                 timeouts: { connect: 2s, banner: 5s, data_accept: 5s, idle: 30s, data_stall: 10s, shutdown_grace: 20s }\n";
+    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", extra)).expect("write");
+    let mut gate = Gate::start(&cfg, None);
+    let mut idle = Ctrl::connect(gate.addr);
+    assert_eq!(idle.reply().code, 220);
+    idle.login();
+    let mut raw = RawFtp::login(gate.addr, DataMode::Pasv);
+    let (_, mut data) = raw.open("RETR f.bin");
+    let mut got = vec![0u8; 64 * 1024];
+    data.read_exact(&mut got).expect("first bytes");
+    let signalled = Instant::now();
+    gate.signal("-TERM");
+    gate.wait_log("draining", 1);
+    assert!(refused(gate.addr), "a new client is refused while draining");
+    assert_eq!(idle.reply().code, 421, "the idle session is told");
+    data.read_to_end(&mut got).expect("rest of the transfer");
+    drop(data);
+    raw.finish("RETR");
+    assert_eq!(sha256_hex(&got), sum, "the transfer completes intact");
+    assert_eq!(raw.ctrl.reply().code, 421, "then its session is closed");
+    let status = gate.wait_exit(Duration::from_secs(25));
+    assert!(status.success(), "exit status after the drain: {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "within the grace"
+    );
+    assert_eq!(gate.count("cutting the remaining sessions"), 0);
+}
+
+#[test]
+fn a_second_sigterm_cuts_at_once() {
+    let _dog = Watchdog::new("second_signal", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let (file, _) = random_file(8 * MIB);
+    std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    let cfg = dir.path().join("gate.yaml");
+    let extra = "limits: { rate_per_session: 256K }\n\
+                 timeouts: { connect: 2s, banner: 5s, data_accept: 5s, idle: 30s, data_stall: 10s, shutdown_grace: 60s }\n";
+    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", extra)).expect("write");
+    let mut gate = Gate::start(&cfg, None);
+    let mut raw = RawFtp::login(gate.addr, DataMode::Pasv);
+    let (_, mut data) = raw.open("RETR f.bin");
+    let mut got = vec![0u8; 16 * 1024];
+    data.read_exact(&mut got).expect("first bytes");
+    gate.signal("-TERM");
+    gate.wait_log("draining", 1);
+    assert!(gate.running(), "the first signal drains");
+    let cut = Instant::now();
+    gate.signal("-INT");
+    let status = gate.wait_exit(Duration::from_secs(10));
+    assert!(
+        cut.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        gate.count("second signal: cutting the remaining sessions"),
+        1
+    );
+    let mut rest = Vec::new();
+    let _ = data.read_to_end(&mut rest);
+    assert!(
+        16 * 1024 + rest.len() < 8 * MIB,
+        "the transfer was cut, not finished"
+    );
 }

@@ -14,6 +14,6 @@ mod transfer;
 pub use conn::DataTls;
 pub use error::{DataError, Side};
 pub use legs::{ClientLeg, ServerLeg};
-pub use ports::{DataListener, PortError, PortPool};
+pub use ports::{DataListener, PoolKind, PortError, PortPool};
 pub use rate::{RateLimit, Throttle};
 pub use transfer::{spawn, DataEvent, TransferHandle, TransferSpec};

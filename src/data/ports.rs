@@ -23,10 +23,24 @@ pub enum PortError {
     Bind { ip: IpAddr, source: std::io::Error },
 }
 
+/// Which range a pool hands out (for the `ftpgate_*_ports_in_use` gauges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    /// `data.passive_ports`: listeners the clients connect to.
+    Passive,
+    /// `data.server_active_ports`: listeners the servers connect to.
+    Active,
+}
+
+/// One range of data ports. A reload makes a new pool for the new range that shares the
+/// set of leased ports with the old one ([`PortPool::resized`]): running sessions keep
+/// their pool, new ones take the new range, and a port a running session holds is never
+/// handed out again until it is released.
 #[derive(Debug)]
 pub struct PortPool {
     range: PortRange,
-    leased: Mutex<HashSet<u16>>,
+    kind: PoolKind,
+    leased: Arc<Mutex<HashSet<u16>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -41,6 +55,7 @@ impl Drop for PortLease {
     fn drop(&mut self) {
         self.pool.leased_set().remove(&self.port);
         self.pool.metrics.port_leases.dec();
+        self.pool.in_use_gauge().dec();
     }
 }
 
@@ -53,12 +68,46 @@ pub struct DataListener {
 }
 
 impl PortPool {
-    pub fn new(range: PortRange, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(PortPool {
+    pub fn new(range: PortRange, kind: PoolKind, metrics: Arc<Metrics>) -> Arc<Self> {
+        let pool = PortPool {
             range,
-            leased: Mutex::new(HashSet::new()),
+            kind,
+            leased: Arc::new(Mutex::new(HashSet::new())),
             metrics,
-        })
+        };
+        pool.size_gauge().set(range.len() as i64);
+        Arc::new(pool)
+    }
+
+    /// A pool for `range` sharing this pool's leases (a reload).
+    pub fn resized(&self, range: PortRange) -> Arc<Self> {
+        let pool = PortPool {
+            range,
+            kind: self.kind,
+            leased: Arc::clone(&self.leased),
+            metrics: Arc::clone(&self.metrics),
+        };
+        pool.size_gauge().set(range.len() as i64);
+        Arc::new(pool)
+    }
+
+    /// Ports of every pool sharing this one's leases that are held now.
+    pub fn leased(&self) -> usize {
+        self.leased_set().len()
+    }
+
+    fn in_use_gauge(&self) -> &prometheus_client::metrics::gauge::Gauge {
+        match self.kind {
+            PoolKind::Passive => &self.metrics.families.passive_ports_in_use,
+            PoolKind::Active => &self.metrics.families.active_ports_in_use,
+        }
+    }
+
+    fn size_gauge(&self) -> &prometheus_client::metrics::gauge::Gauge {
+        match self.kind {
+            PoolKind::Passive => &self.metrics.families.passive_ports,
+            PoolKind::Active => &self.metrics.families.active_ports,
+        }
     }
 
     pub fn range(&self) -> PortRange {
@@ -101,6 +150,7 @@ impl PortPool {
             match crate::sockets::listener(SocketAddr::new(ip, port), transparent, BACKLOG) {
                 Ok(listener) => {
                     self.metrics.port_leases.inc();
+                    self.in_use_gauge().inc();
                     let addr = listener
                         .local_addr()
                         .map_err(|source| PortError::Bind { ip, source })?;

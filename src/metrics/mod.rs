@@ -85,3 +85,19 @@ impl Drop for GaugeGuard {
         (self.pick)(&self.metrics).dec();
     }
 }
+
+/// Holds a Prometheus gauge (a labelled series) up for as long as it lives.
+pub struct Held(prometheus_client::metrics::gauge::Gauge);
+
+impl Held {
+    pub fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -29,14 +29,14 @@ pub(super) fn record(u: &UpstreamState, ok: bool, fall: u32, rise: u32) {
         u.fails.store(0, Ordering::Relaxed);
         let oks = u.oks.fetch_add(1, Ordering::Relaxed) + 1;
         if !u.is_healthy() && oks >= rise {
-            u.healthy.store(true, Ordering::Relaxed);
+            u.set_healthy(true);
             tracing::warn!(upstream = %u.upstream, "upstream re-admitted");
         }
     } else {
         u.oks.store(0, Ordering::Relaxed);
         let fails = u.fails.fetch_add(1, Ordering::Relaxed) + 1;
         if u.is_healthy() && fails >= fall {
-            u.healthy.store(false, Ordering::Relaxed);
+            u.set_healthy(false);
             tracing::warn!(upstream = %u.upstream, fails, "upstream ejected");
         }
     }

@@ -36,6 +36,8 @@ pub struct UpstreamState {
     active: AtomicUsize,
     fails: AtomicU32,
     oks: AtomicU32,
+    /// `ftpgate_upstream_up{listener, upstream}`, kept equal to `healthy`.
+    up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl UpstreamState {
@@ -44,6 +46,10 @@ impl UpstreamState {
     }
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+    fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+        self.up.set(i64::from(healthy));
     }
 }
 
@@ -58,7 +64,13 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(listener: &ListenerConfig, resolver: Resolver) -> Arc<Router> {
+    /// A fresh routing state: every upstream starts healthy (its health checks, if any,
+    /// eject it within `fall` intervals), and its `ftpgate_upstream_up` series says so.
+    pub fn new(
+        listener: &ListenerConfig,
+        resolver: Resolver,
+        families: &crate::metrics::Families,
+    ) -> Arc<Router> {
         Arc::new(Router {
             config: listener.route.clone(),
             upstreams: listener
@@ -66,12 +78,17 @@ impl Router {
                 .upstreams
                 .iter()
                 .map(|u| {
+                    let up = families
+                        .upstream_up
+                        .get_or_create_owned(&upstream_labels(&listener.name, u));
+                    up.set(1);
                     Arc::new(UpstreamState {
                         upstream: u.clone(),
                         healthy: AtomicBool::new(true),
                         active: AtomicUsize::new(0),
                         fails: AtomicU32::new(0),
                         oks: AtomicU32::new(0),
+                        up,
                     })
                 })
                 .collect(),
@@ -106,11 +123,24 @@ impl Router {
             .collect()
     }
 
+    /// At least one upstream is healthy (always true of routes without upstreams).
+    pub fn has_healthy_upstream(&self) -> bool {
+        self.upstreams.is_empty() || self.upstreams.iter().any(|u| u.is_healthy())
+    }
+
     /// A session could not reach `u` (passive health): counts towards ejection when
     /// health checks are configured.
     pub fn report_failure(&self, u: &UpstreamState) {
         if let Some(h) = &self.config.health {
             health::record(u, false, h.fall, h.rise);
         }
+    }
+}
+
+/// The labels of one upstream's `ftpgate_upstream_up` series.
+pub fn upstream_labels(listener: &str, u: &Upstream) -> crate::metrics::families::UpstreamLabels {
+    crate::metrics::families::UpstreamLabels {
+        listener: listener.to_string(),
+        upstream: u.to_string(),
     }
 }

@@ -99,6 +99,12 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         Ok(x) => x,
         Err(end) => {
             log_end(&end);
+            if matches!(end, SessionEnd::Shutdown) {
+                // Still connecting upstream (or in the forward login) at the drain: the
+                // client is told, as an idle session would be.
+                let reply = Reply::new(421, "Service shutting down, closing control connection.");
+                let _ = write_reply(&mut client.writer, &reply, Duration::from_secs(2)).await;
+            }
             let _ = timeout(Duration::from_secs(2), client.writer.shutdown()).await;
             return;
         }

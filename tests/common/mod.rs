@@ -355,6 +355,8 @@ pub fn start_fake_server(rt: &Runtime, answer: fn(&str) -> Option<String>) -> So
 pub struct Proxy {
     pub addr: SocketAddr,
     pub metrics: Arc<ftpgate::metrics::Metrics>,
+    /// Reload, drain and readiness of this ftpgate.
+    pub control: ftpgate::server::Control,
     pub token: CancellationToken,
     join: tokio::task::JoinHandle<()>,
 }
@@ -386,10 +388,12 @@ pub fn start_proxy_yaml(rt: &Runtime, yaml: &str) -> Proxy {
         .expect("ftpgate bind");
     let addr = bound.local_addrs()[0].1;
     let token = CancellationToken::new();
+    let control = bound.control();
     let join = rt.spawn(bound.serve(token.clone()));
     Proxy {
         addr,
         metrics,
+        control,
         token,
         join,
     }
@@ -958,11 +962,13 @@ pub fn start_proxy_yaml_all(rt: &Runtime, yaml: &str) -> (Proxy, Vec<(String, So
         .expect("ftpgate bind");
     let addrs = bound.local_addrs();
     let token = CancellationToken::new();
+    let control = bound.control();
     let join = rt.spawn(bound.serve(token.clone()));
     (
         Proxy {
             addr: addrs[0].1,
             metrics,
+            control,
             token,
             join,
         },
