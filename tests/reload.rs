@@ -257,3 +257,71 @@ fn a_resized_passive_range_never_hands_out_a_held_port() {
     two.quit();
     proxy.stop(&rt);
 }
+
+/// AUTH TLS and a handshake trusting only `ca`: whether ftpgate's certificate verified.
+fn handshake_verifies(addr: SocketAddr, ca: &Path) -> bool {
+    use std::io::Write;
+    let config = common::tls::client_config(ca, rustls::DEFAULT_VERSIONS);
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut plain = std::io::BufReader::new(tcp);
+    assert_eq!(common::tls::read_reply(&mut plain).0, 220);
+    plain.get_mut().write_all(b"AUTH TLS\r\n").expect("AUTH");
+    assert_eq!(common::tls::read_reply(&mut plain).0, 234);
+    let mut tcp = plain.into_inner();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn = rustls::ClientConnection::new(config, name).expect("client");
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn a_reload_reads_the_listener_certificate_again() {
+    let _dog = Watchdog::new("reload_tls", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let (old, new) = (common::tls::Pki::new(), common::tls::Pki::new());
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |pki: &common::tls::Pki| {
+        std::fs::copy(&pki.cert, &cert).expect("cert");
+        std::fs::copy(&pki.key, &key).expect("key");
+    };
+    install(&old);
+    let yaml = proxy_yaml(unftp.addr, &ports, "passive", "").replace(
+        "    route:",
+        &format!(
+            "    tls: {{ mode: explicit, cert: {}, key: {} }}\n    route:",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let proxy = start_proxy_yaml(&rt, &yaml);
+    assert!(handshake_verifies(proxy.addr, &old.ca));
+    assert!(!handshake_verifies(proxy.addr, &new.ca));
+    // A session secured with the old certificate lives through the reload.
+    let mut running = common::tls::TlsCtrl::explicit(
+        proxy.addr,
+        common::tls::client_config(&old.ca, rustls::DEFAULT_VERSIONS),
+    );
+    install(&new);
+    let cfg = dir.path().join("gate.yaml");
+    write(&cfg, &yaml);
+    rt.block_on(proxy.control.reload_from(&cfg))
+        .expect("reload");
+    assert!(
+        handshake_verifies(proxy.addr, &new.ca),
+        "the new certificate"
+    );
+    assert!(!handshake_verifies(proxy.addr, &old.ca));
+    running.login();
+    assert_eq!(running.cmd("NOOP").0, 200);
+    assert_eq!(running.cmd("QUIT").0, 221);
+    proxy.stop(&rt);
+}
