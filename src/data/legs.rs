@@ -42,6 +42,7 @@ pub(super) async fn accept_from(
     expect: IpAddr,
     side: Side,
     deadline: Instant,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<TcpStream, DataError> {
     let expect = canonical_ip(expect);
     loop {
@@ -61,6 +62,7 @@ pub(super) async fn accept_from(
                     expected = %expect,
                     "data connection from an unexpected address closed"
                 );
+                metrics.refused(crate::metrics::families::Refusal::data_peer);
                 drop(stream);
             }
             // Transient accept errors (ECONNABORTED, EMFILE) must not end the wait

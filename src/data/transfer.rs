@@ -93,7 +93,7 @@ pub fn spawn(
             let direction = spec.direction;
             let mut bytes = 0u64;
             let result = tokio::select! {
-                r = run(spec, start_rx, &mut bytes) => r,
+                r = run(spec, start_rx, &mut bytes, &metrics) => r,
                 _ = token.cancelled() => Err(DataError::Cancelled),
             };
             match direction {
@@ -104,6 +104,13 @@ pub fn spawn(
                 Ok(()) => tracing::debug!(bytes, "transfer complete"),
                 Err(e) => {
                     metrics.transfers_failed.add(1);
+                    if let DataError::Tls { side, .. } = e {
+                        let leg = match side {
+                            Side::Client => crate::metrics::families::Leg::client,
+                            Side::Server => crate::metrics::families::Leg::server,
+                        };
+                        metrics.tls_failed(leg, crate::metrics::families::Channel::data);
+                    }
                     tracing::info!(bytes, error = %e, "transfer failed");
                 }
             }
@@ -123,12 +130,13 @@ async fn run(
     spec: TransferSpec,
     start: oneshot::Receiver<()>,
     bytes: &mut u64,
+    metrics: &Metrics,
 ) -> Result<(), DataError> {
     let accept_deadline = Instant::now() + spec.accept_timeout;
     let client = async {
         match &spec.client {
             ClientLeg::Accept { listener, expect } => {
-                accept_from(listener, *expect, Side::Client, accept_deadline).await
+                accept_from(listener, *expect, Side::Client, accept_deadline, metrics).await
             }
             ClientLeg::Connect {
                 target,
@@ -166,7 +174,7 @@ async fn run(
                 .await
             }
             ServerLeg::Accept { listener, expect } => {
-                accept_from(listener, *expect, Side::Server, accept_deadline).await
+                accept_from(listener, *expect, Side::Server, accept_deadline, metrics).await
             }
         }
     };

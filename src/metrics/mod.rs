@@ -58,6 +58,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// `ftpgate_refusals_total{reason}` + 1.
+    pub fn refused(&self, reason: families::Refusal) {
+        self.families
+            .refusals
+            .get_or_create(&families::RefusalLabels { reason })
+            .inc();
+    }
+
+    /// `ftpgate_tls_handshake_failures_total{leg, channel}` + 1.
+    pub fn tls_failed(&self, leg: families::Leg, channel: families::Channel) {
+        self.families
+            .tls_handshake_failures
+            .get_or_create(&families::TlsLabels { leg, channel })
+            .inc();
+    }
+
     /// A registry holding every family of this instance.
     pub fn registry(&self) -> prometheus_client::registry::Registry {
         let mut r = prometheus_client::registry::Registry::default();

@@ -10,6 +10,7 @@ use super::error::{ClientFault, ServerFault, SessionEnd};
 use crate::data::{self, DataEvent, DataListener, PortError, PortPool, RateLimit, Throttle};
 use crate::data::{DataTls, TransferHandle, TransferSpec};
 use crate::error::Side;
+use crate::metrics::families::{Channel, Leg as TlsLeg};
 use crate::proto::line::encode_line;
 use crate::proto::reply::Reply;
 use crate::stream::BoxedStream;
@@ -88,11 +89,17 @@ pub(super) async fn drive(
                 }
                 Action::SecureClient => {
                     let result = secure_client(tls, client).await;
+                    if result.is_err() {
+                        ctx.metrics.tls_failed(TlsLeg::client, Channel::control);
+                    }
                     core.handle(Input::ClientSecured(result), Instant::now().into_std());
                     Ok(())
                 }
                 Action::SecureServer => {
                     let result = secure_server(tls, server).await;
+                    if result.is_err() {
+                        ctx.metrics.tls_failed(TlsLeg::server, Channel::control);
+                    }
                     core.handle(Input::ServerSecured(result), Instant::now().into_std());
                     Ok(())
                 }

@@ -78,6 +78,10 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
                     Box::new(s)
                 }
                 Err(e) => {
+                    ctx.metrics.tls_failed(
+                        crate::metrics::families::Leg::client,
+                        crate::metrics::families::Channel::control,
+                    );
                     let end = SessionEnd::Tls {
                         side: crate::error::Side::Client,
                         error: e.into(),
@@ -288,6 +292,21 @@ async fn refuse(
     reason: crate::route::UpstreamError,
 ) -> SessionEnd {
     tracing::warn!(%reason, side = %reason.side(), "session refused");
+    if matches!(reason, crate::route::UpstreamError::Tls { .. }) {
+        ctx.metrics.tls_failed(
+            crate::metrics::families::Leg::server,
+            crate::metrics::families::Channel::control,
+        );
+    }
+    ctx.metrics.sessions_refused.add(1);
+    ctx.metrics
+        .families
+        .sessions_refused
+        .get_or_create(&crate::metrics::families::RefusedLabels {
+            listener: ctx.listener.name.clone(),
+            reason: crate::metrics::families::SessionRefusal::upstream,
+        })
+        .inc();
     let reply = Reply::new(
         421,
         &format!("Service not available: {}.", reason.client_text()),
