@@ -193,7 +193,11 @@ impl Families {
             "Sessions refused before reaching a server, by reason",
             f.sessions_refused,
         );
-        r.register("ftpgate_transfers", "Data transfers running now", f.transfers);
+        r.register(
+            "ftpgate_transfers",
+            "Data transfers running now",
+            f.transfers,
+        );
         r.register(
             "ftpgate_transfers",
             "Data transfers finished, by direction and result",
