@@ -23,6 +23,7 @@
 //!   from a framed reader (the greeting, health probes).
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
 //! - [`stream`]: the stream trait the legs are written against (TLS later).
+//! - [`admin`]: the HTTP endpoint for `/metrics`, `/healthz` and `/readyz` (hyper).
 //! - [`metrics`], [`telemetry`], [`cli`].
 
 // Input from the network or the config must never panic the proxy.
@@ -31,6 +32,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -5,6 +5,7 @@
 //! `IpNet`, `PortRange`, `Duration`), so nothing is parsed or unwrapped at run time.
 //! Every error names the key path and the offending value.
 
+mod admin;
 mod raw;
 mod tls;
 mod types;

@@ -37,6 +37,15 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub acl: RawAcl,
+    /// Absent: no admin endpoint.
+    pub admin: Option<RawAdmin>,
+}
+
+/// `admin`: the HTTP endpoint for metrics and health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub bind: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -324,3 +324,64 @@ fn reply_and_line_limits_are_range_checked() {
         assert!(cfg.limits.max_reply_bytes >= cfg.limits.max_line);
     }
 }
+
+#[test]
+fn admin_is_off_unless_configured() {
+    let cfg = parse(MINIMAL, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.admin, None);
+    let cfg = parse(
+        &format!("{MINIMAL}admin: {{ bind: 127.0.0.1:9121 }}\n"),
+        "t",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.admin,
+        Some(AdminConfig {
+            bind: "127.0.0.1:9121".parse().unwrap_or_else(|_| unreachable!())
+        })
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn shipped_admin_example_is_valid_once_uncommented() {
+    let text = include_str!("../../config/ftpgate.yaml");
+    let example: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# admin:"))
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(example.starts_with("admin:\n"), "{example}");
+    let cfg = parse(&format!("{text}{example}"), "t").unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.admin.is_some_and(|a| a.bind.ip().is_loopback()));
+}
+
+#[test]
+fn admin_errors_name_the_key() {
+    for (admin, needle) in [
+        ("{ bind: localhost }", "`admin.bind`"),
+        ("{ bind: 127.0.0.1 }", "`admin.bind`"),
+        ("{ bind: 127.0.0.1:2121 }", "listener `a`"),
+        ("{ bind: 0.0.0.0:2121 }", "listener `a`"),
+        ("{ bind: 127.0.0.1:50010 }", "data.passive_ports"),
+        ("{ bind: 127.0.0.1:40000 }", "data.server_active_ports"),
+        ("{ bind: 127.0.0.1:9121, path: /x }", "path"),
+        ("{}", "bind"),
+    ] {
+        let e = err(&format!("{MINIMAL}admin: {admin}\n"));
+        assert!(e.contains(needle), "{admin}: {e}");
+    }
+}
+
+#[test]
+fn admin_off_loopback_is_a_warning() {
+    let cfg = parse(&format!("{MINIMAL}admin: {{ bind: 0.0.0.0:9121 }}\n"), "t")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.admin.is_some());
+    assert!(
+        cfg.warnings.iter().any(|w| w.starts_with("admin.bind: ")),
+        "{:?}",
+        cfg.warnings
+    );
+}

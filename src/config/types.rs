@@ -12,10 +12,18 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogConfig,
+    /// The admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); `None`: off.
+    pub admin: Option<AdminConfig>,
     /// Things that work but are probably not what the operator meant; printed once
     /// logging has started (and by `ftpgate check`), not part of the effective config.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `admin`: where the admin HTTP endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -230,20 +230,24 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         }
     };
 
+    let data = DataConfig {
+        passive_ports,
+        advertise: default_advertise,
+        server_mode,
+        server_active_ports,
+        server_pasv_address,
+        server_source_port_20: d.server_source_port_20.unwrap_or(false),
+        buffer_size,
+    };
+    let admin = super::admin::admin(raw.admin.as_ref(), &listeners, &data, &mut warnings)?;
+
     Ok(Config {
         listeners,
-        data: DataConfig {
-            passive_ports,
-            advertise: default_advertise,
-            server_mode,
-            server_active_ports,
-            server_pasv_address,
-            server_source_port_20: d.server_source_port_20.unwrap_or(false),
-            buffer_size,
-        },
+        data,
         timeouts,
         limits,
         log: LogConfig { level, format },
+        admin,
         warnings,
     })
 }
