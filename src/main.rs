@@ -63,8 +63,23 @@ fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
-        let bound = ftpgate::server::bind(Arc::new(cfg), metrics).await?;
+        let admin = cfg.admin.as_ref().map(|a| a.bind);
+        let bound = ftpgate::server::bind(Arc::new(cfg), Arc::clone(&metrics)).await?;
         let control = bound.control();
+        // The admin endpoint outlives the drain (its /readyz says 503 then) and ends with
+        // the process.
+        let admin_stop = CancellationToken::new();
+        if let Some(addr) = admin {
+            let listener = ftpgate::admin::bind(addr)?;
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(admin.addr = %local, "admin endpoint listening");
+            tokio::spawn(ftpgate::admin::serve(
+                listener,
+                Arc::new(metrics.registry()),
+                Arc::new(control.clone()),
+                admin_stop.clone(),
+            ));
+        }
         let signals = Signals::new().context("cannot install the signal handlers")?;
         tokio::spawn(signals.handle(control.clone(), path));
         tokio::spawn(report_status(control.clone()));
@@ -75,6 +90,7 @@ fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
                 ftpgate::notify::ready(&ready.status_line())
             })
             .await;
+        admin_stop.cancel();
         tracing::info!("ftpgate stopped");
         Ok(())
     })

@@ -550,7 +550,7 @@ fn dashboard_is_json_and_shows_every_family() {
 fn docs_and_alerts_name_only_real_families() {
     let names = family_names(&filled());
     for (file, text) in [
-        ("docs-admin.md", repo_file("docs-admin.md")),
+        ("README.md", repo_file("README.md")),
         (
             "deploy/prometheus/ftpgate-alerts.yml",
             repo_file("deploy/prometheus/ftpgate-alerts.yml"),
@@ -570,8 +570,8 @@ fn docs_and_alerts_name_only_real_families() {
             }
         }
     }
-    let docs = repo_file("docs-admin.md");
+    let docs = repo_file("README.md");
     for name in &names {
-        assert!(docs.contains(name.as_str()), "docs-admin.md lacks {name}");
+        assert!(docs.contains(name.as_str()), "README.md lacks {name}");
     }
 }

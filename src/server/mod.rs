@@ -173,6 +173,12 @@ impl Bound {
     }
 }
 
+impl crate::admin::Readiness for Control {
+    fn ready(&self) -> Result<(), String> {
+        self.readiness()
+    }
+}
+
 impl Control {
     /// The current listeners' bound addresses, by listener name.
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {

@@ -104,6 +104,14 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         Err(end) => {
             log_end(&end);
             if matches!(end, SessionEnd::Shutdown) {
+                ctx.metrics
+                    .families
+                    .sessions_refused
+                    .get_or_create(&crate::metrics::families::RefusedLabels {
+                        listener: ctx.listener.name.clone(),
+                        reason: crate::metrics::families::SessionRefusal::shutdown,
+                    })
+                    .inc();
                 // Still connecting upstream (or in the forward login) at the drain: the
                 // client is told, as an idle session would be.
                 let reply = Reply::new(421, "Service shutting down, closing control connection.");
