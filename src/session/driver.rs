@@ -64,7 +64,11 @@ pub(super) async fn drive(
     server: &mut Leg,
     tls: &SessionTls,
     shutdown: CancellationToken,
+    accepted: Instant,
 ) -> SessionEnd {
+    // `ftpgate_session_setup_seconds`: from the accept to the first reply relayed (the
+    // server's greeting, held until both legs are secured where TLS is configured).
+    let mut setup = Some(accepted);
     let (data_tx, mut data_rx) = mpsc::channel(4);
     let limits = &ctx.config.limits;
     let throttle = Throttle::new(
@@ -79,9 +83,21 @@ pub(super) async fn drive(
     let mut shutdown_seen = false;
     let stall = ctx.config.timeouts.data_stall;
     loop {
+        for refusal in core.take_refusals() {
+            ctx.metrics.refused(refusal);
+        }
         while let Some(action) = core.poll_action() {
             let done = match action {
-                Action::ToClient(reply) => write_reply(&mut client.writer, &reply, stall).await,
+                Action::ToClient(reply) => {
+                    let r = write_reply(&mut client.writer, &reply, stall).await;
+                    if let Some(t) = setup.take() {
+                        ctx.metrics
+                            .families
+                            .session_setup_seconds
+                            .observe(t.elapsed().as_secs_f64());
+                    }
+                    r
+                }
                 Action::ToServer(line) => write_line(&mut server.writer, &line, stall).await,
                 Action::StartTransfer(plan) => {
                     transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx));

@@ -44,7 +44,8 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
     let (Ok(client_peer), Ok(client_local)) = (client.peer_addr(), client.local_addr()) else {
         return;
     };
-    let login_deadline = Instant::now() + ctx.config.timeouts.login;
+    let accepted = Instant::now();
+    let login_deadline = accepted + ctx.config.timeouts.login;
     let destination = match ctx.router.config.kind {
         RouteKind::Transparent => Some(crate::route::original_destination(
             &client,
@@ -173,7 +174,16 @@ pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: Cancella
         login_deadline.into_std(),
         Instant::now().into_std(),
     );
-    let end = driver::drive(&ctx, &mut core, &mut client, &mut server, &tls, shutdown).await;
+    let end = driver::drive(
+        &ctx,
+        &mut core,
+        &mut client,
+        &mut server,
+        &tls,
+        shutdown,
+        accepted,
+    )
+    .await;
     log_end(&end);
     drop(core);
     let _ = timeout(Duration::from_secs(2), client.writer.shutdown()).await;

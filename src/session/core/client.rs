@@ -7,6 +7,7 @@ use super::{
 };
 use crate::config::{HostCommand, ServerMode};
 use crate::data::ClientLeg;
+use crate::metrics::families::Refusal;
 use crate::proto::args::Mode;
 use crate::proto::args::{parse_host, parse_mode, parse_rest, parse_stru, parse_type, HostArg};
 use crate::proto::command::{CommandLine, Verb};
@@ -37,6 +38,7 @@ impl<P: Ports> Core<P> {
                     Ok(cmd) => ClientInput::Command(cmd),
                     Err(e) => {
                         tracing::debug!(error = %e, "unparseable command");
+                        self.refusals.push(Refusal::command);
                         ClientInput::Refused(Reply::new(500, "Syntax error, command unrecognized."))
                     }
                 }
@@ -49,6 +51,7 @@ impl<P: Ports> Core<P> {
             }
             Frame::Rejected(e) => {
                 tracing::info!(error = %e, "client line rejected");
+                self.refusals.push(Refusal::command);
                 ClientInput::Refused(Reply::new(500, &format!("Command line rejected: {e}.")))
             }
         };
@@ -98,12 +101,14 @@ impl<P: Ports> Core<P> {
             let verb = String::from_utf8_lossy(cmd.verb_str()).to_ascii_uppercase();
             if denied.contains(&verb) {
                 tracing::warn!(command = %verb, "command denied by acl.commands");
+                self.refusals.push(Refusal::command);
                 return self.send(Reply::new(534, &format!("{verb} is denied by policy.")));
             }
         }
         if self.awaiting_required_auth() {
             if let Some(reply) = security::before_auth(&cmd) {
                 tracing::info!(command = %String::from_utf8_lossy(cmd.verb_str()), "refused before AUTH on a tls.mode: required listener");
+                self.refusals.push(Refusal::tls_policy);
                 return self.send(reply);
             }
             // Answered here: nothing reaches the server before TLS.
@@ -121,6 +126,7 @@ impl<P: Ports> Core<P> {
             return self.send(Reply::new(530, "Please login with USER and PASS."));
         }
         if self.data_protection_missing() && is_data_command(cmd.verb) {
+            self.refusals.push(Refusal::tls_policy);
             return self.send(security::data_refused());
         }
         match cmd.verb {
@@ -360,6 +366,7 @@ impl<P: Ports> Core<P> {
             }
             Err(e) => {
                 tracing::warn!(data.target = %target, reason = %e, "{name} refused");
+                self.refusals.push(Refusal::bounce);
                 self.send(Reply::new(501, &format!("{name} refused: {e}.")))
             }
         }

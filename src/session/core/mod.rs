@@ -33,6 +33,7 @@ use super::error::{ClientFault, ServerFault, SessionEnd};
 use super::security::ClientSecurity;
 use crate::config::{Config, ListenerConfig};
 use crate::data::{ClientLeg, DataError, DataEvent, PortError, ServerLeg};
+use crate::metrics::families::Refusal;
 use crate::proto::command::{CommandLine, Direction, Verb};
 use crate::proto::line::Frame;
 use crate::proto::reply::{Reply, ReplyAssembler};
@@ -295,6 +296,8 @@ pub struct Core<P: Ports> {
     after_secure: Option<tls::AfterSecure>,
     /// A Secure action was queued and its handshake's outcome is not in yet.
     handshaking: bool,
+    /// Refusals since the driver last asked ([`Core::take_refusals`]): counted, not acted on.
+    refusals: Vec<Refusal>,
 }
 
 impl<P: Ports> Core<P> {
@@ -338,6 +341,7 @@ impl<P: Ports> Core<P> {
             final_deadline: None,
             shutdown: false,
             actions: VecDeque::new(),
+            refusals: Vec::new(),
             client_tls: secured.client,
             server_tls: tls::ServerSecurity {
                 tls: secured.server,
@@ -431,6 +435,11 @@ impl<P: Ports> Core<P> {
     /// The next thing for the driver to do.
     pub fn poll_action(&mut self) -> Option<Action<P::Listener>> {
         self.actions.pop_front()
+    }
+
+    /// What the core refused since the last call, for `ftpgate_refusals_total`.
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refusals)
     }
 
     /// When the driver must feed [`Input::Tick`]; `None` once closed.

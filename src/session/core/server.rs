@@ -88,6 +88,13 @@ impl<P: Ports> Core<P> {
                 let leg = self.server_leg(&reply, listener);
                 if let Err(e) = &leg {
                     tracing::warn!(code = reply.code, reason = %e, "server data setup failed");
+                    if matches!(
+                        e,
+                        SetupError::PassiveTarget(_) | SetupError::BadPassiveReply(_)
+                    ) {
+                        self.refusals
+                            .push(crate::metrics::families::Refusal::pasv_address);
+                    }
                 }
                 match (then, leg) {
                     (Some(then), Ok(server)) => {

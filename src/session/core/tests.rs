@@ -1347,3 +1347,25 @@ mod props {
         }
     }
 }
+
+#[test]
+fn refusals_are_reported_for_the_metrics() {
+    use crate::metrics::families::Refusal;
+    let c = case("refusals", &[]);
+    let mut rig = Rig::new(&c);
+    for s in LOGIN.iter() {
+        rig.step(&s.0);
+    }
+    assert!(
+        rig.core.take_refusals().is_empty(),
+        "a login refuses nothing"
+    );
+    // A PORT naming a third host (bounce), then an unparseable line (command).
+    rig.step(&C("PORT 203,0,113,9,200,1"));
+    rig.step(&Rejected(crate::proto::line::LineError::TooLong));
+    assert_eq!(
+        rig.core.take_refusals(),
+        [Refusal::bounce, Refusal::command]
+    );
+    assert!(rig.core.take_refusals().is_empty(), "taken once");
+}
