@@ -76,19 +76,22 @@ impl Drop for TransferHandle {
     }
 }
 
+/// Starts the transfer on `tracker` (the shutdown's: the drain waits for data tasks too).
 pub fn spawn(
     spec: TransferSpec,
     events: mpsc::Sender<DataEvent>,
     metrics: Arc<Metrics>,
+    tracker: &tokio_util::task::TaskTracker,
 ) -> TransferHandle {
     let (start_tx, start_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let id = spec.id;
     let span = tracing::info_span!("data", data.id = id, data.dir = ?spec.direction);
     let token = cancel.clone();
-    let join = tokio::spawn(
+    let join = tracker.spawn(
         async move {
             let _guard = GaugeGuard::new(Arc::clone(&metrics), |m| &m.transfers);
+            let _running = crate::metrics::Held::new(metrics.families.transfers.clone());
             metrics.transfers_total.add(1);
             let direction = spec.direction;
             let mut bytes = 0u64;

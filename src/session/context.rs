@@ -21,6 +21,8 @@ pub struct SessionContext {
     pub own_addrs: Arc<Vec<IpAddr>>,
     /// `limits.rate_total`, shared by every transfer of every listener.
     pub rate_total: Option<Arc<RateLimit>>,
+    /// The shutdown's tracker: data tasks are spawned on it, so the drain waits for them.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 impl SessionContext {

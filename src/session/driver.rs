@@ -243,7 +243,7 @@ fn start_transfer(
         throttle: throttle.clone(),
         tls: data_tls,
     };
-    data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics))
+    data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics), &ctx.tracker)
 }
 
 /// Writes one reply to the client, within `limit`: a client that does not read its
