@@ -50,3 +50,4 @@ pub mod stream;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
+pub mod xferlog;

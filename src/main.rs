@@ -145,6 +145,8 @@ async fn reload(control: &Control, path: &Path) {
         return;
     }
     ftpgate::notify::reloading();
+    // Whatever becomes of the reload: logrotate sent this to have the log reopened.
+    control.reopen_logs();
     tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
     match control.reload_from(path).await {
         Ok(r) => tracing::info!(

@@ -273,3 +273,178 @@ fn a_second_sigterm_cuts_at_once() {
         "the transfer was cut, not finished"
     );
 }
+
+/// One HTTP/1.1 exchange with the admin endpoint: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("admin");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The value of the sample of `family` whose labels include every `labels` pair.
+fn sample(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(family)?;
+        let (labelset, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|(k, v)| labelset.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[test]
+fn metrics_count_checksummed_transfers_and_readyz_follows_the_drain() {
+    let _dog = Watchdog::new("metrics_e2e", Duration::from_secs(90));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let (down, down_sum) = random_file(3 * MIB + 5);
+    let (up, up_sum) = random_file(MIB + 77);
+    std::fs::write(dir.path().join("down.bin"), &down).expect("write");
+    std::fs::write(dir.path().join("slow.bin"), &down).expect("write");
+    let cfg = dir.path().join("gate.yaml");
+    let extra = "admin: { bind: 127.0.0.1:0 }\nlimits: { rate_per_session: 4M }\n\
+                 timeouts: { connect: 2s, banner: 5s, data_accept: 5s, idle: 30s, data_stall: 10s, shutdown_grace: 20s }\n";
+    std::fs::write(&cfg, proxy_yaml(unftp.addr, &ports, "passive", extra)).expect("write");
+    let mut gate = Gate::start(&cfg, None);
+    let admin: SocketAddr = wait_for("the admin line", Duration::from_secs(10), || {
+        gate.log.lock().expect("log").iter().find_map(|l| {
+            let (_, rest) = l.split_once("admin.addr=")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    });
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+    assert_eq!(http_get(admin, "/readyz"), (200, "ready\n".to_string()));
+    let mut c = suppaftp_client(gate.addr, suppaftp::Mode::Passive);
+    let got = c.retr_as_buffer("down.bin").expect("RETR").into_inner();
+    assert_eq!(sha256_hex(&got), down_sum);
+    c.put_file("up.bin", &mut std::io::Cursor::new(up.clone()))
+        .expect("STOR");
+    assert_eq!(
+        sha256_hex(&std::fs::read(dir.path().join("up.bin")).expect("stored")),
+        up_sum
+    );
+    let _ = c.quit();
+    wait_until("the session to end", Duration::from_secs(10), || {
+        let (_, text) = http_get(admin, "/metrics");
+        sample(&text, "ftpgate_sessions", &[("listener", "t")]) == Some(0.0)
+    });
+    let (status, text) = http_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let t = [("listener", "t")];
+    let bytes = |dir: &str| {
+        sample(
+            &text,
+            "ftpgate_transfer_bytes_total",
+            &[("listener", "t"), ("direction", dir)],
+        )
+    };
+    assert_eq!(bytes("download"), Some(down.len() as f64), "{text}");
+    assert_eq!(bytes("upload"), Some(up.len() as f64), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "ftpgate_transfers_total",
+            &[
+                ("listener", "t"),
+                ("direction", "download"),
+                ("result", "ok")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "ftpgate_sessions_total", &t), Some(1.0));
+    assert_eq!(sample(&text, "ftpgate_transfers", &[]), Some(0.0));
+    assert_eq!(
+        sample(&text, "ftpgate_passive_ports_in_use", &[]),
+        Some(0.0)
+    );
+    assert_eq!(sample(&text, "ftpgate_passive_ports", &[]), Some(16.0));
+    assert_eq!(
+        sample(&text, "ftpgate_upstream_up", &[("listener", "t")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "ftpgate_session_setup_seconds_count", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "ftpgate_transfer_seconds_count", &[]),
+        Some(2.0)
+    );
+    if let Some(out) = promtool_check(&text) {
+        assert!(
+            out.is_empty(),
+            "promtool check metrics:\n{out}\n---\n{text}"
+        );
+    }
+    // A running transfer through the drain: /readyz says 503 until the process ends.
+    let mut raw = RawFtp::login(gate.addr, DataMode::Pasv);
+    raw.ctrl.expect("TYPE I", 200);
+    let (_, mut data) = raw.open("RETR slow.bin");
+    let mut head = vec![0u8; 1024];
+    data.read_exact(&mut head).expect("first bytes");
+    gate.signal("-TERM");
+    gate.wait_log("draining", 1);
+    assert_eq!(http_get(admin, "/readyz"), (503, "draining\n".to_string()));
+    let mut rest = Vec::new();
+    data.read_to_end(&mut rest).expect("rest");
+    head.extend_from_slice(&rest);
+    assert_eq!(sha256_hex(&head), down_sum);
+    let status = gate.wait_exit(Duration::from_secs(25));
+    assert!(status.success(), "{status:?}");
+}
+
+/// `promtool check metrics` on `text`: its complaints, or `None` without promtool
+/// (which fails under CI=true: .ci/run installs the Debian package `prometheus`).
+fn promtool_check(text: &str) -> Option<String> {
+    use std::io::Write;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool not found; .ci/run installs the Debian package `prometheus`"
+        );
+        eprintln!("SKIPPED promtool check: promtool not found");
+        return None;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let mut said = String::from_utf8_lossy(&out.stdout).to_string();
+    said.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool failed:\n{said}\n---\n{text}"
+    );
+    Some(said.trim().to_string())
+}

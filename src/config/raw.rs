@@ -195,4 +195,5 @@ pub struct RawLimits {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+    pub xferlog: Option<String>,
 }

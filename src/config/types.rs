@@ -398,6 +398,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    /// `log.xferlog`: the transfer log's path, if one is written.
+    pub xferlog: Option<std::path::PathBuf>,
 }
 
 mod duration_text {

@@ -246,10 +246,42 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         data,
         timeouts,
         limits,
-        log: LogConfig { level, format },
+        log: LogConfig {
+            level,
+            format,
+            xferlog: xferlog(raw.log.xferlog.as_deref())?,
+        },
         admin,
         warnings,
     })
+}
+
+/// `log.xferlog`: a file path whose directory exists (the file is created at start).
+fn xferlog(path: Option<&str>) -> Result<Option<std::path::PathBuf>> {
+    let Some(text) = path else { return Ok(None) };
+    let path = std::path::PathBuf::from(text);
+    if text.is_empty() || text.ends_with('/') {
+        return Err(ConfigError::invalid(
+            "log.xferlog",
+            text,
+            "expected a file path",
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(ConfigError::invalid(
+            "log.xferlog",
+            text,
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    if path.is_dir() {
+        return Err(ConfigError::invalid("log.xferlog", text, "is a directory"));
+    }
+    Ok(Some(path))
 }
 
 /// `limits.max_line`: RFC 959 lines are short; 512 leaves room for long paths, 64k is

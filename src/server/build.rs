@@ -40,6 +40,7 @@ pub(super) fn context(inner: &Inner, state: &State, index: usize) -> Arc<Session
         own_addrs: Arc::clone(&inner.own_addrs),
         rate_total: state.rate_total.clone(),
         tracker: inner.tracker.clone(),
+        xferlog: inner.xferlog.clone(),
     })
 }
 

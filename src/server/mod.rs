@@ -41,6 +41,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Xferlog(#[from] crate::xferlog::OpenError),
 }
 
 /// One bound listening socket. Its identity is the address it is bound to: a reload that
@@ -82,6 +84,8 @@ struct Inner {
     resolver: Resolver,
     own_addrs: Arc<Vec<std::net::IpAddr>>,
     slots: ArcSwap<Vec<Arc<Slot>>>,
+    /// `log.xferlog` (restart-only: one writer for the process).
+    xferlog: Option<crate::xferlog::XferLog>,
     /// Reloads run one at a time; the lock also orders them against `serve`'s start.
     state: tokio::sync::Mutex<State>,
     serving: AtomicBool,
@@ -190,6 +194,13 @@ impl Control {
             .collect()
     }
 
+    /// Reopens the transfer log at its path (SIGHUP, after logrotate moved it).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.inner.xferlog {
+            log.reopen();
+        }
+    }
+
     /// First stage of the shutdown (SIGTERM, SIGINT).
     pub fn drain(&self) {
         self.inner.drain.cancel();
@@ -262,6 +273,10 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
     if config.data.server_source_port_20 {
         check_port_20(&config)?;
     }
+    let xferlog = match &config.log.xferlog {
+        Some(path) => Some(crate::xferlog::XferLog::open(path, Arc::clone(&metrics)).await?),
+        None => None,
+    };
     let drain = CancellationToken::new();
     let state = State {
         config: Arc::clone(&config),
@@ -281,6 +296,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
         resolver,
         own_addrs: Arc::new(crate::netinfo::own_addresses()),
         slots: ArcSwap::from_pointee(Vec::new()),
+        xferlog,
         state: tokio::sync::Mutex::new(state),
         serving: AtomicBool::new(false),
     });

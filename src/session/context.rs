@@ -21,6 +21,8 @@ pub struct SessionContext {
     pub own_addrs: Arc<Vec<IpAddr>>,
     /// `limits.rate_total`, shared by every transfer of every listener.
     pub rate_total: Option<Arc<RateLimit>>,
+    /// `log.xferlog`, if configured (one writer for the process).
+    pub xferlog: Option<crate::xferlog::XferLog>,
     /// The shutdown's tracker: data tasks are spawned on it, so the drain waits for them.
     pub tracker: tokio_util::task::TaskTracker,
 }

@@ -86,6 +86,9 @@ pub(super) async fn drive(
         for refusal in core.take_refusals() {
             ctx.metrics.refused(refusal);
         }
+        for record in core.take_records() {
+            super::report::transfer(ctx, core.addrs(), &record);
+        }
         while let Some(action) = core.poll_action() {
             let done = match action {
                 Action::ToClient(reply) => {

@@ -18,6 +18,7 @@ mod driver;
 pub mod error;
 mod forward;
 pub mod policy;
+mod report;
 pub mod security;
 
 pub use context::SessionContext;

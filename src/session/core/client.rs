@@ -177,9 +177,13 @@ impl<P: Ports> Core<P> {
                 501,
                 "Syntax error in REST argument: a byte offset in decimal digits.",
             )),
-            Verb::Type if parse_type(&cmd.arg).is_err() => {
-                self.send(Reply::new(501, "Syntax error in TYPE argument."))
-            }
+            Verb::Type => match parse_type(&cmd.arg) {
+                Ok(t) => {
+                    self.type_sent = Some(matches!(t, crate::proto::args::TransferType::Ascii(_)));
+                    self.forward(&cmd, Pending::Relay(Verb::Type))
+                }
+                Err(_) => self.send(Reply::new(501, "Syntax error in TYPE argument.")),
+            },
             Verb::Stru if parse_stru(&cmd.arg).is_err() => {
                 self.send(Reply::new(501, "Syntax error in STRU argument."))
             }
@@ -217,6 +221,7 @@ impl<P: Ports> Core<P> {
                 };
                 self.plan = None;
                 self.server_prep = None;
+                self.user = Some(cmd.arg.to_vec());
                 self.forward(&cmd, Pending::Relay(Verb::User))
             }
             verb => self.forward(&cmd, Pending::Relay(verb)),
@@ -492,6 +497,7 @@ impl<P: Ports> Core<P> {
                 server_tls,
             }));
         self.phase = Phase::Transfer { id, outcome: None };
+        self.record_start(id, &cmd, direction);
         self.forward(&cmd, Pending::Transfer)
     }
 }

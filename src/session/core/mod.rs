@@ -24,6 +24,7 @@
 //! in the stash, answered in order afterwards.
 
 mod client;
+mod record;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use crate::proto::command::{CommandLine, Direction, Verb};
 use crate::proto::line::Frame;
 use crate::proto::reply::{Reply, ReplyAssembler};
 use bytes::Bytes;
+pub use record::TransferRecord;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -298,6 +300,14 @@ pub struct Core<P: Ports> {
     handshaking: bool,
     /// Refusals since the driver last asked ([`Core::take_refusals`]): counted, not acted on.
     refusals: Vec<Refusal>,
+    /// The running transfer's facts, and the finished ones not yet taken.
+    in_flight: Option<record::InFlight>,
+    records: Vec<TransferRecord>,
+    /// The last `USER` name sent, and whether `TYPE A` is in force (for the records).
+    user: Option<Vec<u8>>,
+    ascii: bool,
+    /// A `TYPE` is in flight: `Some(ascii)` until the server's answer.
+    type_sent: Option<bool>,
 }
 
 impl<P: Ports> Core<P> {
@@ -342,6 +352,11 @@ impl<P: Ports> Core<P> {
             shutdown: false,
             actions: VecDeque::new(),
             refusals: Vec::new(),
+            in_flight: None,
+            records: Vec::new(),
+            user: None,
+            ascii: false,
+            type_sent: None,
             client_tls: secured.client,
             server_tls: tls::ServerSecurity {
                 tls: secured.server,
@@ -385,6 +400,7 @@ impl<P: Ports> Core<P> {
                     deadline,
                     user_sent: true,
                 };
+                self.user = Some(user.clone());
                 let mut line = b"USER ".to_vec();
                 line.extend_from_slice(&user);
                 self.forward_raw(Bytes::from(line), Pending::Relay(Verb::User));
@@ -435,6 +451,11 @@ impl<P: Ports> Core<P> {
     /// The next thing for the driver to do.
     pub fn poll_action(&mut self) -> Option<Action<P::Listener>> {
         self.actions.pop_front()
+    }
+
+    /// The session's four control-connection endpoints.
+    pub fn addrs(&self) -> &Addrs {
+        &self.addrs
     }
 
     /// What the core refused since the last call, for `ftpgate_refusals_total`.
@@ -612,7 +633,8 @@ impl<P: Ports> Core<P> {
         // server gets round to its own reply, which is dropped when it comes. An ABOR
         // makes a server that still waits for its data connection give up.
         let reply = failure_reply(e);
-        tracing::info!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed");
+        tracing::debug!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed");
+        self.record_end(event.id, event.bytes, false, &reply);
         self.phase = Phase::Ready;
         self.out.push_back(Outgoing::Ready(reply));
         if let Some(p) = self.pending.get_mut(pos) {
@@ -646,14 +668,10 @@ impl<P: Ports> Core<P> {
                 Err(e) if e.is_setup() || reply.class() == 2 => failure_reply(e),
                 _ => reply,
             };
-            match &event.result {
-                Ok(()) => {
-                    tracing::info!(bytes = event.bytes, code = reply.code, "transfer finished")
-                }
-                Err(e) => {
-                    tracing::info!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed")
-                }
+            if let Err(e) = &event.result {
+                tracing::debug!(bytes = event.bytes, code = reply.code, error = %e, "transfer failed");
             }
+            self.record_end(event.id, event.bytes, event.result.is_ok(), &reply);
             self.out.insert(pos, Outgoing::Ready(reply));
         }
     }

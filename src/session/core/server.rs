@@ -57,6 +57,7 @@ impl<P: Ports> Core<P> {
                     if let Some(id) = self.running_id() {
                         self.actions.push_back(Action::GoTransfer(id));
                     }
+                    self.record_accepted();
                     self.out.push_back(Outgoing::Ready(reply));
                 }
                 // A 1xx to our own PASV/PORT means nothing to the client.
@@ -113,6 +114,9 @@ impl<P: Ports> Core<P> {
     /// The final reply to a transfer command: held until the data task has reported.
     fn transfer_reply(&mut self, reply: Reply) {
         self.final_deadline = None;
+        if reply.class() == 2 {
+            self.record_accepted();
+        }
         let outcome = match &mut self.phase {
             Phase::Transfer { outcome, .. } => outcome.take(),
             _ => None,
@@ -153,8 +157,14 @@ impl<P: Ports> Core<P> {
                     user_sent: false,
                 };
                 self.epsv_all = false;
+                self.ascii = false;
             }
             Verb::Quit => self.phase = Phase::Closing,
+            Verb::Type => {
+                if let Some(ascii) = self.type_sent.take().filter(|_| reply.class() == 2) {
+                    self.ascii = ascii;
+                }
+            }
             _ => {}
         }
         let reply = if matches!(reply.code, 227..=229) {
