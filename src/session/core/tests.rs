@@ -1369,3 +1369,92 @@ fn refusals_are_reported_for_the_metrics() {
     );
     assert!(rig.core.take_refusals().is_empty(), "taken once");
 }
+
+/// Runs LOGIN then `steps` on a fresh rig (outputs unchecked) and returns the records.
+fn records_after(steps: &[Step]) -> Vec<super::TransferRecord> {
+    let c = case("records", &[]);
+    let mut rig = Rig::new(&c);
+    for s in LOGIN.iter() {
+        rig.step(&s.0);
+    }
+    assert!(rig.core.take_records().is_empty());
+    for s in steps {
+        rig.step(s);
+    }
+    rig.core.take_records()
+}
+
+fn pasv_steps(cmd: &'static str) -> Vec<Step> {
+    vec![
+        C("PASV"),
+        S("227 Entering Passive Mode (198,51,100,10,117,48)"),
+        C(cmd),
+        S("150 here"),
+    ]
+}
+
+#[test]
+fn a_retr_is_recorded_with_its_path_bytes_user_and_result() {
+    use crate::metrics::families::{TransferDirection, TransferResult};
+    let mut steps = pasv_steps("RETR dir/my file.bin");
+    steps.extend([Wait(3), Done(1, 4096), S("226 done")]);
+    let r = records_after(&steps);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let r = &r[0];
+    assert_eq!(r.command, "RETR");
+    assert_eq!(r.path, b"dir/my file.bin");
+    assert_eq!(r.direction, TransferDirection::download);
+    assert_eq!(r.bytes, 4096);
+    assert_eq!(r.user.as_deref(), Some(&b"a"[..]));
+    assert!(!r.ascii);
+    assert_eq!(r.result, TransferResult::ok);
+    assert_eq!(r.code, 226);
+    assert!(r.accepted);
+    assert_eq!(r.ended - r.started, Duration::from_secs(3));
+}
+
+#[test]
+fn type_a_stor_list_and_abor_are_recorded_as_such() {
+    use crate::metrics::families::{TransferDirection, TransferResult};
+    // TYPE A accepted by the server, then a STOR.
+    let mut steps = vec![C("TYPE A"), S("200 ascii")];
+    steps.extend(pasv_steps("STOR up.txt"));
+    steps.extend([S("226 stored"), Done(1, 10)]);
+    let r = records_after(&steps);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].direction, TransferDirection::upload);
+    assert!(r[0].ascii, "TYPE A in force");
+    assert_eq!((r[0].result, r[0].bytes), (TransferResult::ok, 10));
+    // A refused TYPE changes nothing.
+    let mut steps = vec![C("TYPE A"), S("504 no")];
+    steps.extend(pasv_steps("LIST"));
+    steps.extend([Done(1, 99), S("226 listed")]);
+    let r = records_after(&steps);
+    assert_eq!(r[0].direction, TransferDirection::listing);
+    assert!(!r[0].ascii);
+    assert_eq!(
+        (r[0].command.as_str(), r[0].path.as_slice()),
+        ("LIST", &b""[..])
+    );
+    // ABOR mid-transfer.
+    let mut steps = pasv_steps("RETR big");
+    steps.extend([
+        C("ABOR"),
+        Failed(1, DataFail::Cancelled),
+        S("426 aborted"),
+        S("226 abor ok"),
+    ]);
+    let r = records_after(&steps);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].result, TransferResult::aborted, "{r:?}");
+    // The server refuses the file: recorded as failed, not accepted (no xferlog line).
+    let mut steps = pasv_steps("RETR missing");
+    steps.pop();
+    steps.extend([S("550 no such file"), Failed(1, DataFail::Cancelled)]);
+    let r = records_after(&steps);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].result, r[0].code, r[0].accepted),
+        (TransferResult::failed, 550, false)
+    );
+}
