@@ -24,10 +24,12 @@ pub fn line(record: &TransferRecord, client: IpAddr, now: &str) -> Option<String
         TransferDirection::upload => 'i',
         TransferDirection::listing => return None,
     };
-    let secs = record.ended.saturating_duration_since(record.started);
-    // Whole seconds, at least 1, as vsftpd writes it (wu-ftpd's readers divide by it).
-    let secs = secs.as_secs() + u64::from(secs.subsec_nanos() >= 500_000_000);
-    let secs = secs.max(1);
+    // Whole seconds, floored, at least 1, as vsftpd writes it (readers divide by it).
+    let secs = record
+        .ended
+        .saturating_duration_since(record.started)
+        .as_secs()
+        .max(1);
     let kind = if record.ascii { 'a' } else { 'b' };
     let (mode, user) = match (&record.user, record.anonymous()) {
         (Some(u), false) => ('r', field(u)),
@@ -49,25 +51,33 @@ pub fn line(record: &TransferRecord, client: IpAddr, now: &str) -> Option<String
     Some(out)
 }
 
-/// A free-text field: never empty, never a space, a control byte or invalid UTF-8.
+/// A free-text field: never empty, never a space, a control character or a byte that is
+/// not UTF-8 (written as `\xNN`, so distinct names stay distinct).
 fn field(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "-".to_string();
     }
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            ' ' => out.push('_'),
-            '\\' => out.push_str("\\x5c"),
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{b:02x}");
+    let mut out = String::with_capacity(bytes.len());
+    let hex = |out: &mut String, b: u8| {
+        let _ = write!(out, "\\x{b:02x}");
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                ' ' => out.push('_'),
+                '\\' => out.push_str("\\x5c"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        hex(&mut out, b);
+                    }
                 }
+                c if c.is_whitespace() => out.push('_'),
+                c => out.push(c),
             }
-            c if c.is_whitespace() => out.push('_'),
-            c => out.push(c),
+        }
+        for &b in chunk.invalid() {
+            hex(&mut out, b);
         }
     }
     out
@@ -93,7 +103,7 @@ mod tests {
             direction,
             bytes: 1_048_576,
             started: t0,
-            ended: t0 + Duration::from_millis(2600),
+            ended: t0 + Duration::from_millis(3900),
             user: Some(b"alice".to_vec()),
             ascii: false,
             result: TransferResult::ok,
@@ -151,7 +161,7 @@ mod tests {
         assert!(!l.contains('\x1b'), "{l}");
         assert_eq!(fields(&l).len(), 18, "{l}");
         assert!(l.contains("my_file\\x0d\\x0aWed_Dec__2_1_1.2.3.4"), "{l}");
-        assert!(l.contains("\\x09\\x1b[31m\\x5c\u{fffd}"), "{l}");
+        assert!(l.contains("\\x09\\x1b[31m\\x5c\\xff"), "{l}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl<P: Ports> Core<P> {
                 // client sent before it.
                 if let Some(id) = self.running_id() {
                     self.actions.push_back(super::Action::CancelTransfer(id));
+                    self.record_aborted();
                 }
                 self.stash.push_back(ClientInput::Command(cmd));
             }
@@ -200,6 +201,7 @@ impl<P: Ports> Core<P> {
             Verb::Abor => {
                 if let Some(id) = self.running_id() {
                     self.actions.push_back(super::Action::CancelTransfer(id));
+                    self.record_aborted();
                 }
                 self.forward(&cmd, Pending::Relay(Verb::Abor))
             }

@@ -52,6 +52,9 @@ pub(super) struct InFlight {
     ascii: bool,
     user: Option<Vec<u8>>,
     accepted: bool,
+    /// The client's ABOR cancelled it (whichever of the replies and the data task's
+    /// report comes first).
+    aborted: bool,
 }
 
 impl<P: Ports> Core<P> {
@@ -71,7 +74,15 @@ impl<P: Ports> Core<P> {
             ascii: self.ascii,
             user: self.user.clone(),
             accepted: false,
+            aborted: false,
         });
+    }
+
+    /// The client's ABOR is cancelling the transfer in flight.
+    pub(super) fn record_aborted(&mut self) {
+        if let Some(t) = self.in_flight.as_mut() {
+            t.aborted = true;
+        }
     }
 
     /// The server answered the transfer command with a 1xx or 2xx.
@@ -86,10 +97,11 @@ impl<P: Ports> Core<P> {
         let Some(t) = self.in_flight.take_if(|t| t.id == id) else {
             return;
         };
-        let aborted = self
-            .pending
-            .iter()
-            .any(|p| matches!(p.what, super::Pending::Relay(Verb::Abor)));
+        let aborted = t.aborted
+            || self
+                .pending
+                .iter()
+                .any(|p| matches!(p.what, super::Pending::Relay(Verb::Abor)));
         let result = match (ok && reply.class() == 2, aborted) {
             (true, _) => TransferResult::ok,
             (false, true) => TransferResult::aborted,

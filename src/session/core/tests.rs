@@ -1447,6 +1447,17 @@ fn type_a_stor_list_and_abor_are_recorded_as_such() {
     let r = records_after(&steps);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].result, TransferResult::aborted, "{r:?}");
+    // The same with the server's replies before the data task's report.
+    let mut steps = pasv_steps("RETR big");
+    steps.extend([
+        C("ABOR"),
+        S("426 aborted"),
+        S("226 abor ok"),
+        Failed(1, DataFail::Cancelled),
+    ]);
+    let r = records_after(&steps);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].result, TransferResult::aborted, "{r:?}");
     // The server refuses the file: recorded as failed, not accepted (no xferlog line).
     let mut steps = pasv_steps("RETR missing");
     steps.pop();
