@@ -42,6 +42,7 @@ pub mod netinfo;
 pub mod notify;
 pub mod policy;
 pub mod proto;
+pub mod proxy_proto;
 pub mod route;
 pub mod server;
 pub mod session;

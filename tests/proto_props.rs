@@ -26,6 +26,8 @@ mod command_parse;
 mod config_parse;
 #[path = "../fuzz/checks/line_framing.rs"]
 mod line_framing;
+#[path = "../fuzz/checks/proxy_header.rs"]
+mod proxy_header;
 #[path = "../fuzz/checks/reply_assembly.rs"]
 mod reply_assembly;
 
@@ -45,6 +47,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("reply_assembly", reply_assembly::run),
     ("address_codecs", address_codecs::run),
     ("config_parse", config_parse::run),
+    ("proxy_header", proxy_header::run),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -264,4 +267,9 @@ fn address_codecs_props() {
 #[test]
 fn config_parse_props() {
     fuzz_like("config_parse", config_parse::run);
+}
+
+#[test]
+fn proxy_header_props() {
+    fuzz_like("proxy_header", proxy_header::run);
 }

@@ -58,6 +58,14 @@ pub struct RawListener {
     #[serde(default)]
     pub acl: RawAcl,
     pub tls: Option<RawListenerTls>,
+    pub proxy_protocol: Option<RawProxyIn>,
+}
+
+/// `listeners[].proxy_protocol`: balancers in front of this listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyIn {
+    pub trusted: Vec<String>,
 }
 
 /// `listeners[].tls`: ftpgate as the TLS server of this listener's clients.
@@ -100,6 +108,7 @@ pub struct RawRoute {
     pub tproxy: Option<bool>,
     pub host_command: Option<String>,
     pub tls: Option<RawRouteTls>,
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,23 @@ pub struct ListenerConfig {
     pub acl: AclConfig,
     /// FTPS towards this listener's clients; `None`: `tls.mode: off`.
     pub tls: Option<ListenerTls>,
+    /// `proxy_protocol.trusted`: peers that must begin with a PROXY protocol header
+    /// (control and passive data connections); `None`: no header is read.
+    pub proxy_protocol: Option<ProxyIn>,
+}
+
+/// `listeners[].proxy_protocol`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyIn {
+    pub trusted: Vec<IpNet>,
+}
+
+/// `route.proxy_protocol` (other than `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 /// `listeners[].tls.mode` (other than `off`).
@@ -150,6 +167,8 @@ pub struct RouteConfig {
     pub host_command: HostCommand,
     /// FTPS towards this route's servers; `None`: `tls.mode: off`.
     pub tls: Option<RouteTls>,
+    /// A PROXY protocol header towards the servers; `None`: `off`.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 /// `route.host_command`: which RFC 7151 `HOST` commands reach the server.

@@ -74,6 +74,22 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         } else {
             destinations_possible(&servers_key, &name, route.kind, &acl.servers)?;
         }
+        let proxy_protocol = match &l.proxy_protocol {
+            Some(p) => {
+                let key = format!("{key}.proxy_protocol.trusted");
+                if p.trusted.is_empty() {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "[]",
+                        "name the balancers that send the header (an empty list trusts no one: leave proxy_protocol out)",
+                    ));
+                }
+                Some(ProxyIn {
+                    trusted: nets(&key, &p.trusted)?,
+                })
+            }
+            None => None,
+        };
         listeners.push(ListenerConfig {
             name,
             bind,
@@ -81,6 +97,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
             advertise,
             acl,
             tls,
+            proxy_protocol,
         });
     }
     for (i, a) in listeners.iter().enumerate() {
@@ -443,6 +460,18 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
         Some(t) => super::tls::route(&format!("{key}.tls"), t)?,
         None => None,
     };
+    let proxy_protocol = match r.proxy_protocol.as_deref().unwrap_or("off") {
+        "off" => None,
+        "v1" => Some(ProxyVersion::V1),
+        "v2" => Some(ProxyVersion::V2),
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.proxy_protocol"),
+                other,
+                "expected off | v1 | v2",
+            ))
+        }
+    };
     Ok(RouteConfig {
         kind,
         upstreams,
@@ -452,6 +481,7 @@ fn route(key: &str, r: &RawRoute) -> Result<RouteConfig> {
         tproxy,
         host_command,
         tls,
+        proxy_protocol,
     })
 }
 

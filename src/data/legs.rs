@@ -37,12 +37,15 @@ pub enum ServerLeg<L = DataListener> {
 
 /// Accepts one connection from `expect`. Connections from anyone else are closed
 /// without a byte read or written, and the listener keeps waiting for the real peer.
+/// A connection from a `trusted` balancer is taken only if its PROXY protocol header
+/// names `expect` (the header is consumed; it never reaches the other leg).
 pub(super) async fn accept_from(
     listener: &DataListener,
     expect: IpAddr,
     side: Side,
     deadline: Instant,
     metrics: &crate::metrics::Metrics,
+    trusted: Option<&[ipnet::IpNet]>,
 ) -> Result<TcpStream, DataError> {
     let expect = canonical_ip(expect);
     loop {
@@ -50,6 +53,30 @@ pub(super) async fn accept_from(
             .await
             .map_err(|_| DataError::AcceptTimeout { side })?;
         match accepted {
+            Ok((mut stream, peer))
+                if trusted.is_some_and(|t| crate::proxy_proto::trusted(t, peer.ip())) =>
+            {
+                let header_deadline = deadline.min(Instant::now() + Duration::from_secs(5));
+                match crate::proxy_proto::read(&mut stream, header_deadline).await {
+                    Ok(crate::proxy_proto::Declared::Proxy { source, .. })
+                        if canonical_ip(source.ip()) == expect =>
+                    {
+                        tune(&stream);
+                        return Ok(stream);
+                    }
+                    declared => {
+                        tracing::warn!(
+                            data.side = %side,
+                            data.listen = %listener.addr,
+                            balancer = %peer,
+                            expected = %expect,
+                            header = ?declared,
+                            "data connection through a balancer for another client closed"
+                        );
+                        metrics.refused(crate::metrics::families::Refusal::data_peer);
+                    }
+                }
+            }
             Ok((stream, peer)) if canonical_ip(peer.ip()) == expect => {
                 tune(&stream);
                 return Ok(stream);

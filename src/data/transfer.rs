@@ -42,6 +42,9 @@ pub struct TransferSpec {
     pub buffer_size: usize,
     pub throttle: Throttle,
     pub tls: DataTls,
+    /// `listeners[].proxy_protocol.trusted`: a client data connection from one of these
+    /// must begin with a PROXY header naming the session's client.
+    pub proxy_trusted: Option<Arc<[ipnet::IpNet]>>,
 }
 
 /// The session's handle on a running transfer. Dropping it cancels the transfer.
@@ -139,7 +142,15 @@ async fn run(
     let client = async {
         match &spec.client {
             ClientLeg::Accept { listener, expect } => {
-                accept_from(listener, *expect, Side::Client, accept_deadline, metrics).await
+                accept_from(
+                    listener,
+                    *expect,
+                    Side::Client,
+                    accept_deadline,
+                    metrics,
+                    spec.proxy_trusted.as_deref(),
+                )
+                .await
             }
             ClientLeg::Connect {
                 target,
@@ -177,7 +188,15 @@ async fn run(
                 .await
             }
             ServerLeg::Accept { listener, expect } => {
-                accept_from(listener, *expect, Side::Server, accept_deadline, metrics).await
+                accept_from(
+                    listener,
+                    *expect,
+                    Side::Server,
+                    accept_deadline,
+                    metrics,
+                    None,
+                )
+                .await
             }
         }
     };

@@ -27,6 +27,8 @@ pub enum SessionRefusal {
     upstream,
     /// ftpgate is draining.
     shutdown,
+    /// A trusted balancer's connection without a valid PROXY protocol header.
+    proxy_protocol,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

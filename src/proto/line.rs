@@ -66,6 +66,10 @@ pub enum LineError {
     /// plaintext control connection. Everything after it is dropped.
     #[error("TLS handshake on a plaintext control connection")]
     TlsRecord,
+    /// The stream began with a PROXY protocol header (v1 `PROXY ` or the v2 signature)
+    /// from a peer that is not a trusted balancer. Everything after it is dropped.
+    #[error("PROXY protocol header from an untrusted peer")]
+    ProxyHeader,
 }
 
 /// Decoder for LF-terminated lines with a hard length cap.
@@ -126,6 +130,15 @@ impl Decoder for LineCodec {
                 src.clear();
                 self.tls_seen = true;
                 return Ok(Some(Frame::Rejected(LineError::TlsRecord)));
+            }
+            // A client speaks only after the greeting; a PROXY header is a balancer's, and
+            // an untrusted one must not name the client (SECURITY.md: no spoofed source).
+            if src.starts_with(b"PROXY ")
+                || src.starts_with(&crate::proxy_proto::frame::V2_SIGNATURE[..5])
+            {
+                src.clear();
+                self.tls_seen = true;
+                return Ok(Some(Frame::Rejected(LineError::ProxyHeader)));
             }
         }
         if self.discarding {

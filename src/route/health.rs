@@ -62,6 +62,8 @@ pub fn spawn_health_checks(
             max_line: PROBE_MAX_LINE,
             max_reply_lines: PROBE_MAX_REPLY_LINES,
             max_reply_bytes: PROBE_MAX_REPLY_BYTES,
+            // A probe is ftpgate's own connection: LOCAL (v2) or UNKNOWN (v1).
+            proxy_header: router.config.proxy_protocol.map(crate::proxy_proto::local),
         };
         let resolver = router.resolver.clone();
         let tls = router.config.tls.clone();

@@ -38,7 +38,7 @@ impl std::fmt::Display for Target {
 }
 
 /// What opening a server leg needs to know: taken from the route, `timeouts` and `limits`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DialParams {
     /// Local address to connect from (`route.source`).
     pub source: Option<IpAddr>,
@@ -49,6 +49,8 @@ pub struct DialParams {
     pub max_line: usize,
     pub max_reply_lines: usize,
     pub max_reply_bytes: usize,
+    /// `route.proxy_protocol`: the header written before anything else on each connection.
+    pub proxy_header: Option<Vec<u8>>,
 }
 
 impl DialParams {
@@ -60,7 +62,20 @@ impl DialParams {
             max_line: limits.max_line,
             max_reply_lines: limits.max_reply_lines,
             max_reply_bytes: limits.max_reply_bytes,
+            proxy_header: None,
         }
+    }
+
+    /// With `route.proxy_protocol` set, each connection begins with a header naming
+    /// `client` (the real one) and `listener` (the address it reached ftpgate on).
+    pub fn proxied(
+        mut self,
+        version: Option<crate::config::ProxyVersion>,
+        client: SocketAddr,
+        listener: SocketAddr,
+    ) -> DialParams {
+        self.proxy_header = version.map(|v| crate::proxy_proto::encode(v, client, listener));
+        self
     }
 }
 
@@ -187,6 +202,17 @@ async fn dial_one(
         Err(_) => return Err(UpstreamError::ConnectTimeout { addr }),
     };
     let local = stream.local_addr().map_err(UpstreamError::Local)?;
+    let mut stream = stream;
+    if let Some(header) = &params.proxy_header {
+        // Before TLS and before the greeting: the server reads it first.
+        timeout(
+            params.connect,
+            tokio::io::AsyncWriteExt::write_all(&mut stream, header),
+        )
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout { addr })?
+        .map_err(|source| UpstreamError::Connect { addr, source })?;
+    }
     let boxed: BoxedStream = match tls {
         None => Box::new(stream),
         Some((t, name)) => Box::new(

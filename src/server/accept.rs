@@ -8,6 +8,7 @@ use super::{Inner, Slot};
 use crate::metrics::families::{ListenerLabel, RefusedLabels, SessionRefusal};
 use crate::metrics::{GaugeGuard, Held};
 use crate::policy::client_allowed;
+use crate::proxy_proto::Declared;
 use crate::session::{self, SessionContext};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,42 +50,89 @@ fn admit(
 ) {
     tune_control(&stream);
     let id = inner.ids.fetch_add(1, Ordering::Relaxed) + 1;
+    let trusted = ctx
+        .listener
+        .proxy_protocol
+        .as_ref()
+        .is_some_and(|p| crate::proxy_proto::trusted(&p.trusted, peer.ip()));
+    if !trusted {
+        return start(inner, ctx, stream, peer, id);
+    }
+    // A trusted balancer: the client is who its header names. Read in a task of its
+    // own, so a slow header holds up no other accept.
+    let inner = Arc::clone(inner);
+    let tracker = inner.tracker.clone();
+    tracker.spawn(async move {
+        let mut stream = stream;
+        let deadline = tokio::time::Instant::now() + ctx.config.timeouts.banner;
+        match crate::proxy_proto::read(&mut stream, deadline).await {
+            Ok(Declared::Proxy { source, .. }) => {
+                tracing::debug!(session.id = id, balancer = %peer, client.addr = %source, "PROXY header");
+                start(&inner, ctx, stream, source, id);
+            }
+            Ok(Declared::Unknown) => start(&inner, ctx, stream, peer, id),
+            Ok(Declared::Local) => {
+                // The balancer's health check: answered as /readyz would be, then closed.
+                let line = match super::readiness(&inner) {
+                    Ok(()) => "220 ftpgate ready.\r\n".to_string(),
+                    Err(why) => format!("421 Not ready: {why}.\r\n"),
+                };
+                refuse(stream, line).await;
+            }
+            Err(e) => {
+                refused(&ctx, SessionRefusal::proxy_protocol);
+                tracing::warn!(session.id = id, balancer = %peer, error = %e, "connection from a trusted balancer closed");
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+}
+
+fn refused(ctx: &SessionContext, reason: SessionRefusal) {
+    ctx.metrics.sessions_refused.add(1);
+    ctx.metrics
+        .families
+        .sessions_refused
+        .get_or_create(&RefusedLabels {
+            listener: ctx.listener.name.clone(),
+            reason,
+        })
+        .inc();
+}
+
+/// Admission of the client `peer` (ACL, per-IP and total limits), then its session.
+fn start(
+    inner: &Arc<Inner>,
+    ctx: Arc<SessionContext>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    id: u64,
+) {
     let name = ctx.listener.name.clone();
-    let refused = |reason| {
-        ctx.metrics.sessions_refused.add(1);
-        ctx.metrics
-            .families
-            .sessions_refused
-            .get_or_create(&RefusedLabels {
-                listener: name.clone(),
-                reason,
-            })
-            .inc();
-    };
     if !client_allowed(&ctx.listener.acl.clients, peer.ip()) {
-        refused(SessionRefusal::acl);
+        refused(&ctx, SessionRefusal::acl);
         tracing::warn!(session.id = id, client.addr = %peer, listener = %name, "client refused by acl.clients");
         inner
             .tracker
-            .spawn(refuse(stream, "421 Access denied.\r\n"));
+            .spawn(refuse(stream, "421 Access denied.\r\n".into()));
         return;
     }
     let per_ip = ctx.config.limits.max_sessions_per_ip;
     let Some(ip_slot) = inner.per_ip.acquire(peer.ip(), per_ip) else {
-        refused(SessionRefusal::limit);
+        refused(&ctx, SessionRefusal::limit);
         tracing::warn!(session.id = id, client.addr = %peer, "per-IP session limit reached");
         inner.tracker.spawn(refuse(
             stream,
-            "421 Too many sessions from your address, try again later.\r\n",
+            "421 Too many sessions from your address, try again later.\r\n".into(),
         ));
         return;
     };
     let Ok(permit) = Arc::clone(&inner.sessions).try_acquire_owned() else {
-        refused(SessionRefusal::limit);
+        refused(&ctx, SessionRefusal::limit);
         tracing::warn!(session.id = id, client.addr = %peer, "session limit reached");
         inner.tracker.spawn(refuse(
             stream,
-            "421 Too many sessions, try again later.\r\n",
+            "421 Too many sessions, try again later.\r\n".into(),
         ));
         return;
     };
@@ -104,7 +152,7 @@ fn admit(
             ctx.metrics.sessions_total.add(1);
             tracing::info!("session opened");
             tokio::select! {
-                _ = session::run(Arc::clone(&ctx), stream, shutdown) => {}
+                _ = session::run(Arc::clone(&ctx), stream, shutdown, peer) => {}
                 _ = hard.cancelled() => tracing::warn!("session cut at shutdown"),
             }
         }
@@ -121,7 +169,7 @@ fn tune_control(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_out_of_band_inline(true);
 }
 
-async fn refuse(mut stream: TcpStream, line: &'static str) {
+async fn refuse(mut stream: TcpStream, line: String) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(line.as_bytes())).await;
     let _ = stream.shutdown().await;
 }

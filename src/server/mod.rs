@@ -218,26 +218,7 @@ impl Control {
 
     /// `/readyz`: serving, not draining, and every fixed route has a healthy upstream.
     pub fn readiness(&self) -> Result<(), String> {
-        if self.is_draining() {
-            return Err("draining".into());
-        }
-        if !self
-            .inner
-            .serving
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err("starting".into());
-        }
-        for slot in self.inner.slots.load().iter() {
-            let ctx = slot.ctx.load();
-            if !ctx.router.has_healthy_upstream() {
-                return Err(format!(
-                    "listener `{}`: no healthy upstream",
-                    ctx.listener.name
-                ));
-            }
-        }
-        Ok(())
+        readiness(&self.inner)
     }
 
     /// A one-line summary for systemd's `STATUS=`.
@@ -254,6 +235,26 @@ impl Control {
             m.transfers.get()
         )
     }
+}
+
+/// `/readyz` (and a balancer's PROXY `LOCAL` check).
+fn readiness(inner: &Inner) -> Result<(), String> {
+    if inner.drain.is_cancelled() {
+        return Err("draining".into());
+    }
+    if !inner.serving.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("starting".into());
+    }
+    for slot in inner.slots.load().iter() {
+        let ctx = slot.ctx.load();
+        if !ctx.router.has_healthy_upstream() {
+            return Err(format!(
+                "listener `{}`: no healthy upstream",
+                ctx.listener.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Binds every listener; nothing is served until all of them are bound.

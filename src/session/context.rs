@@ -5,7 +5,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::data::{PortPool, RateLimit};
 use crate::metrics::Metrics;
 use crate::route::{DialParams, Router};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// What every session of a listener shares.
@@ -28,12 +28,14 @@ pub struct SessionContext {
 }
 
 impl SessionContext {
-    /// What opening a server leg needs from this listener's route and the config.
-    pub fn dial_params(&self) -> DialParams {
+    /// What opening a server leg for `client` (reached on `listener`) needs from this
+    /// listener's route and the config.
+    pub fn dial_params(&self, client: SocketAddr, listener: SocketAddr) -> DialParams {
         DialParams::new(
             &self.router.config,
             &self.config.timeouts,
             &self.config.limits,
         )
+        .proxied(self.router.config.proxy_protocol, client, listener)
     }
 }

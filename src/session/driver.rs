@@ -245,6 +245,11 @@ fn start_transfer(
         buffer_size: ctx.config.data.buffer_size,
         throttle: throttle.clone(),
         tls: data_tls,
+        proxy_trusted: ctx
+            .listener
+            .proxy_protocol
+            .as_ref()
+            .map(|p| Arc::from(p.trusted.as_slice())),
     };
     data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics), &ctx.tracker)
 }

@@ -71,6 +71,8 @@ pub enum ClientFault {
     TlsOnPlain,
     #[error("REIN on a TLS session")]
     ReinAfterTls,
+    #[error("PROXY protocol header from an untrusted peer")]
+    UntrustedProxyHeader,
 }
 
 /// A server that broke the protocol or a limit.

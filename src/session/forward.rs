@@ -31,6 +31,7 @@ pub(super) async fn login(
     tls: &SessionTls,
     sec: &mut ClientSecurity,
     deadline: Instant,
+    (client_peer, client_local): (std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<(ServerLegConn, Vec<u8>), SessionEnd> {
     let limit = ctx.config.timeouts.data_stall;
     let say = async |w: &mut WriteHalf<BoxedStream>, code: u16, text: &str| {
@@ -69,6 +70,12 @@ pub(super) async fn login(
             Frame::Rejected(LineError::TlsRecord) => {
                 tracing::warn!("TLS handshake on a plaintext control connection (an implicit FTPS client on a port without tls.mode: implicit?)");
                 return Err(ClientFault::TlsOnPlain.into());
+            }
+            Frame::Rejected(LineError::ProxyHeader) => {
+                tracing::warn!(
+                    "PROXY protocol header from a peer not in proxy_protocol.trusted: closed"
+                );
+                return Err(ClientFault::UntrustedProxyHeader.into());
             }
             Frame::Rejected(e) => {
                 say(client_wr, 500, &format!("Command line rejected: {e}.")).await?;
@@ -189,7 +196,14 @@ pub(super) async fn login(
             }
         };
         let implicit = super::implicit_server(ctx, tls, sec, Some(&dest.host));
-        match upstream::open(&ctx.router, &ctx.dial_params(), &targets, implicit).await {
+        match upstream::open(
+            &ctx.router,
+            &ctx.dial_params(client_peer, client_local),
+            &targets,
+            implicit,
+        )
+        .await
+        {
             Ok(mut conn) => {
                 conn.host = dest.host.clone();
                 for r in &conn.banner {

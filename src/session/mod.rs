@@ -41,8 +41,15 @@ use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Runs one session to its end. Never panics on input; every exit path closes both legs.
-pub async fn run(ctx: Arc<SessionContext>, client: TcpStream, shutdown: CancellationToken) {
-    let (Ok(client_peer), Ok(client_local)) = (client.peer_addr(), client.local_addr()) else {
+/// `client_peer` is the client: the TCP peer, or what a trusted balancer's PROXY protocol
+/// header declared.
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    client: TcpStream,
+    shutdown: CancellationToken,
+    client_peer: SocketAddr,
+) {
+    let Ok(client_local) = client.local_addr() else {
         return;
     };
     let accepted = Instant::now();
@@ -264,8 +271,15 @@ async fn open_server(
     let client_wr = &mut client.writer;
     let targets = match (ctx.router.config.kind, destination) {
         (RouteKind::UserAtHost, _) => {
-            let (conn, user) =
-                forward::login(ctx, client, tls, client_security, login_deadline).await?;
+            let (conn, user) = forward::login(
+                ctx,
+                client,
+                tls,
+                client_security,
+                login_deadline,
+                (client_peer, client_local),
+            )
+            .await?;
             return Ok((conn, Some(user)));
         }
         (RouteKind::Fixed, _) => ctx
@@ -299,7 +313,14 @@ async fn open_server(
         }
     };
     let implicit = implicit_server(ctx, tls, client_security, None);
-    match crate::route::upstream::open(&ctx.router, &ctx.dial_params(), &targets, implicit).await {
+    match crate::route::upstream::open(
+        &ctx.router,
+        &ctx.dial_params(client_peer, client_local),
+        &targets,
+        implicit,
+    )
+    .await
+    {
         Ok(conn) => Ok((conn, None)),
         Err(reason) => Err(refuse(ctx, client_wr, reason).await),
     }

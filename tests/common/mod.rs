@@ -532,7 +532,7 @@ impl Ctrl {
         Ctrl::from_stream(connect_from(local, addr).expect("connect from"))
     }
 
-    fn from_stream(s: TcpStream) -> Ctrl {
+    pub fn from_stream(s: TcpStream) -> Ctrl {
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
         s.set_write_timeout(Some(IO_TIMEOUT))
             .expect("write timeout");

@@ -49,6 +49,12 @@ impl<P: Ports> Core<P> {
                 );
                 return self.close(ClientFault::TlsOnPlain.into());
             }
+            Frame::Rejected(LineError::ProxyHeader) => {
+                tracing::warn!(
+                    "PROXY protocol header from a peer not in proxy_protocol.trusted: closed"
+                );
+                return self.close(ClientFault::UntrustedProxyHeader.into());
+            }
             Frame::Rejected(e) => {
                 tracing::info!(error = %e, "client line rejected");
                 self.refusals.push(Refusal::command);
