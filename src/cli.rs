@@ -22,6 +22,13 @@ pub enum Command {
         #[arg(short, long, default_value = "config/ftpgate.yaml")]
         config: PathBuf,
     },
+    /// A trial with nothing else installed: an embedded FTP server (anonymous, sample
+    /// files in a temporary directory) behind ftpgate, with the shipped configuration.
+    Demo {
+        /// Where ftpgate listens for the demo's clients.
+        #[arg(long, default_value = "127.0.0.1:2121")]
+        bind: std::net::SocketAddr,
+    },
     /// Validate a configuration file and print the effective configuration.
     Check {
         /// Configuration file.

@@ -36,6 +36,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod netinfo;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo { bind } => demo(bind),
         Command::Run { config } => {
             let cfg = match ftpgate::config::load(&config) {
                 Ok(cfg) => cfg,
@@ -54,6 +55,45 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `ftpgate demo`: the embedded server, then `run` on the adapted shipped configuration.
+fn demo(bind: std::net::SocketAddr) -> ExitCode {
+    let demo = match ftpgate::demo::Demo::start() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ftpgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = match demo.write_config(bind) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ftpgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = match ftpgate::config::load(&path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("ftpgate: demo configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ftpgate::telemetry::init(&cfg.log);
+    eprintln!("{}", demo.instructions(bind));
+    let code = match run(cfg, path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftpgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    // Dropping the demo removes its directory.
+    let dir = demo.dir().to_path_buf();
+    drop(demo);
+    eprintln!("ftpgate demo: stopped; {} removed", dir.display());
+    code
 }
 
 fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
