@@ -325,3 +325,50 @@ fn a_reload_reads_the_listener_certificate_again() {
     assert_eq!(running.cmd("QUIT").0, 221);
     proxy.stop(&rt);
 }
+
+#[test]
+fn a_reload_keeps_an_ejected_upstream_ejected() {
+    let _dog = Watchdog::new("reload_health", Duration::from_secs(60));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports = Ports::new();
+    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
+    let dead: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
+    // A slow interval: after the reload, no probe runs before the check below.
+    let yaml = proxy_yaml(unftp.addr, &ports, "passive", "").replace(
+        &format!("upstreams: [\"{}\"]", unftp.addr),
+        &format!(
+            "upstreams: [\"{dead}\", \"{}\"], health: {{ interval: 300ms, timeout: 200ms, fall: 2, rise: 5 }}",
+            unftp.addr
+        ),
+    );
+    assert!(yaml.contains("health:"), "{yaml}");
+    let proxy = start_proxy_yaml(&rt, &yaml);
+    let up = |addr: SocketAddr| {
+        proxy
+            .metrics
+            .families
+            .upstream_up
+            .get_or_create(&ftpgate::metrics::families::UpstreamLabels {
+                listener: "t".into(),
+                upstream: addr.to_string(),
+            })
+            .get()
+    };
+    wait_until("the dead upstream ejected", Duration::from_secs(10), || {
+        up(dead) == 0
+    });
+    let cfg = dir.path().join("gate.yaml");
+    write(&cfg, &yaml);
+    rt.block_on(proxy.control.reload_from(&cfg))
+        .expect("reload");
+    assert_eq!(up(dead), 0, "still ejected right after the reload");
+    assert_eq!(up(unftp.addr), 1);
+    // Every new session goes to the live upstream at once: none waits on the dead one.
+    for _ in 0..4 {
+        let mut c = Ctrl::connect(proxy.addr);
+        assert_eq!(c.reply().code, 220);
+        c.expect("QUIT", 221);
+    }
+    proxy.stop(&rt);
+}

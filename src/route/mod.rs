@@ -123,6 +123,24 @@ impl Router {
             .collect()
     }
 
+    /// Carries what `previous` knew about the upstreams both have (same host and port)
+    /// over to this router, so a reload neither re-admits an ejected upstream nor forgets
+    /// a streak of failures.
+    pub fn inherit_health(&self, previous: &Router) {
+        if self.config.health.is_none() {
+            return;
+        }
+        for u in &self.upstreams {
+            if let Some(old) = previous.upstreams.iter().find(|o| o.upstream == u.upstream) {
+                u.fails
+                    .store(old.fails.load(Ordering::Relaxed), Ordering::Relaxed);
+                u.oks
+                    .store(old.oks.load(Ordering::Relaxed), Ordering::Relaxed);
+                u.set_healthy(old.is_healthy());
+            }
+        }
+    }
+
     /// At least one upstream is healthy (always true of routes without upstreams).
     pub fn has_healthy_upstream(&self) -> bool {
         self.upstreams.is_empty() || self.upstreams.iter().any(|u| u.is_healthy())

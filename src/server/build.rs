@@ -19,11 +19,20 @@ pub(super) fn bind_listener(
     crate::sockets::listener(l.bind, l.route.tproxy, BACKLOG).map_err(|e| (l.bind, e))
 }
 
-/// The context sessions of `state.config.listeners[index]` start with.
-pub(super) fn context(inner: &Inner, state: &State, index: usize) -> Arc<SessionContext> {
+/// The context sessions of `state.config.listeners[index]` start with; `previous` is the
+/// router of the listener of that name before a reload, whose health state carries over.
+pub(super) fn context(
+    inner: &Inner,
+    state: &State,
+    index: usize,
+    previous: Option<&Router>,
+) -> Arc<SessionContext> {
     let config = Arc::clone(&state.config);
     let l = &config.listeners[index];
     let router = Router::new(l, inner.resolver.clone(), &inner.metrics.families);
+    if let Some(previous) = previous {
+        router.inherit_health(previous);
+    }
     // Series a dashboard can show at zero before the first session.
     let label = crate::metrics::families::ListenerLabel {
         listener: l.name.clone(),

@@ -310,7 +310,7 @@ pub async fn bind(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Bound, S
                 addr,
                 source,
             })?;
-            let ctx = build::context(&inner, &state, i);
+            let ctx = build::context(&inner, &state, i, None);
             slots.push(
                 build::slot(l, socket, ctx).map_err(|source| StartError::Bind {
                     name: l.name.clone(),

@@ -136,7 +136,11 @@ impl super::Control {
         let mut fresh: Vec<Arc<Slot>> = Vec::new();
         for (index, step) in plan.into_iter().enumerate() {
             let l = &config.listeners[index];
-            let ctx = build::context(inner, &next, index);
+            let previous = old_slots
+                .iter()
+                .map(|s| s.ctx.load_full())
+                .find(|c| c.listener.name == l.name);
+            let ctx = build::context(inner, &next, index, previous.as_ref().map(|c| &*c.router));
             match step {
                 Ok(i) => {
                     let slot = Arc::clone(&old_slots[i]);
