@@ -106,7 +106,7 @@ unit_lines() { grep -v -e '^#' -e '^$' "$1"; }
 same_unit() {
     diff <(unit_lines deploy/ftpgate.service |
         sed -e 's|/usr/local/bin/ftpgate|/usr/bin/ftpgate|' \
-            -e 's|^DynamicUser=yes$|User=ftpgate\nGroup=ftpgate\nLogsDirectory=ftpgate\nLogsDirectoryMode=0750|') \
+            -e 's|^DynamicUser=yes$|User=ftpgate\nGroup=ftpgate|') \
         <(unit_lines deploy/debian/ftpgate.service) >"$TMP/unit.diff"
 }
 if same_unit; then
