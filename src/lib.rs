@@ -9,7 +9,9 @@
 //! - [`proto`]: socket-free protocol core: line framing with Telnet handling, commands,
 //!   replies with multi-line assembly, PORT/EPRT/227/229 encodings.
 //! - [`config`]: the YAML file parsed into a typed [`config::Config`].
-//! - [`server`]: listeners, the accept loop, session limits, staged shutdown.
+//! - [`server`]: listeners by bind address, admission (ACL, limits, PROXY headers), the
+//!   [`server::Control`] handle signals act through: hitless reload (`arc-swap`), the
+//!   drain, readiness.
 //! - [`session`]: one task per control connection. [`session::core`] is the sans-IO state
 //!   machine (inputs and `now` in, actions out; one phase enum; table-tested with a fake
 //!   clock); `session::driver` owns the sockets, the clock and the data task and feeds it;
@@ -22,9 +24,12 @@
 //! - [`wire`]: control-connection I/O below both `session` and `route`: whole replies
 //!   from a framed reader (the greeting, health probes).
 //! - [`data`]: port pool with RAII leases, one-shot listeners with peer checks, the relay.
-//! - [`stream`]: the stream trait the legs are written against (TLS later).
+//! - [`stream`]: the stream trait the legs are written against; [`tls`]: FTPS on both legs.
+//! - [`proxy_proto`]: PROXY protocol v1/v2 headers in (trusted balancers) and out.
 //! - [`admin`]: the HTTP endpoint for `/metrics`, `/healthz` and `/readyz` (hyper).
-//! - [`metrics`], [`telemetry`], [`cli`].
+//! - [`metrics`]: process-wide counters and the Prometheus families; [`xferlog`]: the
+//!   transfer log; [`notify`]: systemd's readiness protocol; [`telemetry`], [`cli`].
+//! - [`demo`]: `ftpgate demo`, an embedded FTP server behind ftpgate.
 
 // Input from the network or the config must never panic the proxy.
 #![cfg_attr(
