@@ -141,10 +141,8 @@ async fn serve(listener: std::net::TcpListener, root: PathBuf) {
             continue;
         };
         let root = root.clone();
-        // Checked at every session: the directory lives as long as the demo.
-        if unftp_sbe_fs::Filesystem::new(root.clone()).is_err() {
-            continue;
-        }
+        // The directory lives as long as the demo (it is removed after ftpgate stopped);
+        // were it gone, only this session's task would end, in libunftp's spawn.
         #[allow(clippy::expect_used)]
         let server = libunftp::ServerBuilder::new(Box::new(move || {
             unftp_sbe_fs::Filesystem::new(root.clone()).expect("the demo directory exists")

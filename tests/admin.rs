@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 /// A readiness the test flips: `None` is ready.
 #[derive(Default)]
-struct Flag(Mutex<Option<String>>);
+struct Flag(Mutex<Option<admin::NotReady>>);
 
 impl Readiness for Flag {
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), admin::NotReady> {
         match self.0.lock().unwrap().clone() {
             None => Ok(()),
             Some(reason) => Err(reason),
@@ -140,9 +140,14 @@ async fn readyz_follows_the_readiness() {
     let a = start(&Metrics::default(), Arc::clone(&flag), Bounds::default()).await;
     let (status, _, body) = get(a.addr, "GET", "/readyz").await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
-    *flag.0.lock().unwrap() = Some("no healthy upstream".into());
+    *flag.0.lock().unwrap() = Some(admin::NotReady::NoHealthyUpstream {
+        listener: "public".into(),
+    });
     let (status, _, body) = get(a.addr, "GET", "/readyz").await;
-    assert_eq!((status, body.as_str()), (503, "no healthy upstream\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "listener `public`: no healthy upstream\n")
+    );
     // Liveness is not readiness.
     assert_eq!(get(a.addr, "GET", "/healthz").await.0, 200);
     *flag.0.lock().unwrap() = None;

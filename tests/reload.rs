@@ -49,15 +49,42 @@ fn with_listeners(base: &str, more: &str) -> String {
     format!("{head}{more}data:{tail}")
 }
 
-#[test]
-fn transfers_across_reloads_stay_byte_exact_and_an_added_listener_serves() {
-    let _dog = Watchdog::new("reload_under_load", Duration::from_secs(90));
+/// libunftp (on a runtime) serving a temporary root that holds `f.bin`, `len` random
+/// bytes whose SHA-256 is `sum`.
+struct Served {
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    ports: Ports,
+    unftp: Unftp,
+    sum: String,
+}
+
+fn served(len: usize) -> Served {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let ports = Ports::new();
     let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
-    let (file, sum) = random_file(3 * MIB + 13);
+    let (file, sum) = random_file(len);
     std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    Served {
+        rt,
+        dir,
+        ports,
+        unftp,
+        sum,
+    }
+}
+
+#[test]
+fn transfers_across_reloads_stay_byte_exact_and_an_added_listener_serves() {
+    let _dog = Watchdog::new("reload_under_load", Duration::from_secs(90));
+    let Served {
+        rt,
+        dir,
+        ports,
+        unftp,
+        sum,
+    } = served(3 * MIB + 13);
     let base = proxy_yaml(
         unftp.addr,
         &ports,
@@ -117,13 +144,7 @@ fn transfers_across_reloads_stay_byte_exact_and_an_added_listener_serves() {
         (p0 + 8..=*ports.proxy_passive.end()).contains(&port),
         "new sessions use the new range: {port}"
     );
-    let mut data = Prepared::Connect(parse_227(&r.text())).open();
-    let r = raw.ctrl.cmd("RETR f.bin");
-    assert_eq!(r.code / 100, 1, "{r:?}");
-    let mut got = Vec::new();
-    std::io::Read::read_to_end(&mut data, &mut got).expect("read");
-    drop(data);
-    raw.finish("RETR");
+    let got = raw.download("RETR f.bin");
     assert_eq!(sha256_hex(&got), sum, "RETR through the added listener");
     raw.quit();
     proxy.stop(&rt);
@@ -132,12 +153,13 @@ fn transfers_across_reloads_stay_byte_exact_and_an_added_listener_serves() {
 #[test]
 fn a_bad_reload_leaves_the_running_configuration_serving() {
     let _dog = Watchdog::new("bad_reload", Duration::from_secs(60));
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = Ports::new();
-    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
-    let (file, sum) = random_file(64 * 1024);
-    std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    let Served {
+        rt,
+        dir,
+        ports,
+        unftp,
+        sum,
+    } = served(64 * 1024);
     let base = proxy_yaml(unftp.addr, &ports, "passive", "");
     let proxy = start_proxy_yaml(&rt, &base);
     let cfg = dir.path().join("gate.yaml");
@@ -184,12 +206,13 @@ fn a_bad_reload_leaves_the_running_configuration_serving() {
 #[test]
 fn a_removed_listener_refuses_new_clients_while_its_sessions_finish() {
     let _dog = Watchdog::new("removed_listener", Duration::from_secs(60));
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let ports = Ports::new();
-    let unftp = start_unftp(&rt, dir.path(), ports.unftp.clone());
-    let (file, sum) = random_file(256 * 1024);
-    std::fs::write(dir.path().join("f.bin"), &file).expect("write");
+    let Served {
+        rt,
+        dir,
+        ports,
+        unftp,
+        sum,
+    } = served(256 * 1024);
     let base = proxy_yaml(unftp.addr, &ports, "passive", "");
     let two = with_listeners(&base, &extra_listener("old", unftp.addr));
     let (proxy, addrs) = start_proxy_yaml_all(&rt, &two);

@@ -16,7 +16,7 @@ mod ready;
 mod routes;
 
 pub use http::{serve, serve_with, Bounds};
-pub use ready::Readiness;
+pub use ready::{NotReady, Readiness};
 
 use std::net::SocketAddr;
 use tokio::net::TcpListener;

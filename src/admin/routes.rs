@@ -90,9 +90,9 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    struct Fixed(Result<(), String>);
+    struct Fixed(Result<(), crate::admin::NotReady>);
     impl Readiness for Fixed {
-        fn ready(&self) -> Result<(), String> {
+        fn ready(&self) -> Result<(), crate::admin::NotReady> {
             self.0.clone()
         }
     }
@@ -152,7 +152,7 @@ mod tests {
             "/readyz",
             false,
             &Registry::default(),
-            &Fixed(Err("draining".into())),
+            &Fixed(Err(crate::admin::NotReady::Draining)),
         );
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body(r), "draining\n");

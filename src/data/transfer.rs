@@ -94,7 +94,6 @@ pub fn spawn(
     let join = tracker.spawn(
         async move {
             let _guard = GaugeGuard::new(Arc::clone(&metrics), |m| &m.transfers);
-            let _running = crate::metrics::Held::new(metrics.families.transfers.clone());
             metrics.transfers_total.add(1);
             let direction = spec.direction;
             let mut bytes = 0u64;

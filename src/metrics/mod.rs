@@ -10,22 +10,23 @@ pub mod text;
 
 pub use families::Families;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A gauge that goes up and down.
+/// A gauge that goes up and down. It is a Prometheus gauge, so one that is also
+/// exported (`transfers` as `ftpgate_transfers`) is the same value, not a copy.
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub struct Gauge(prometheus_client::metrics::gauge::Gauge);
 
 impl Gauge {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
@@ -42,7 +43,7 @@ impl Counter {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub sessions: Gauge,
     pub sessions_total: Counter,
@@ -57,7 +58,39 @@ pub struct Metrics {
     pub families: Families,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let families = Families::default();
+        Metrics {
+            sessions: Gauge::default(),
+            sessions_total: Counter::default(),
+            sessions_refused: Counter::default(),
+            // Shared with `ftpgate_transfers`: one gauge, two names for it.
+            transfers: Gauge(families.transfers.clone()),
+            transfers_total: Counter::default(),
+            transfers_failed: Counter::default(),
+            port_leases: Gauge::default(),
+            bytes_down: Counter::default(),
+            bytes_up: Counter::default(),
+            families,
+        }
+    }
+}
+
 impl Metrics {
+    /// A session of `listener` refused before (or while) reaching its server: the
+    /// process-wide count and `ftpgate_sessions_refused_total{listener, reason}`.
+    pub fn session_refused(&self, listener: &str, reason: families::SessionRefusal) {
+        self.sessions_refused.add(1);
+        self.families
+            .sessions_refused
+            .get_or_create(&families::RefusedLabels {
+                listener: listener.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
     /// `ftpgate_refusals_total{reason}` + 1.
     pub fn refused(&self, reason: families::Refusal) {
         self.families

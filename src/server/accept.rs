@@ -5,7 +5,7 @@
 //! start on the new configuration while running ones keep the context they began with.
 
 use super::{Inner, Slot};
-use crate::metrics::families::{ListenerLabel, RefusedLabels, SessionRefusal};
+use crate::metrics::families::{ListenerLabel, SessionRefusal};
 use crate::metrics::{GaugeGuard, Held};
 use crate::policy::client_allowed;
 use crate::proxy_proto::Declared;
@@ -89,15 +89,7 @@ fn admit(
 }
 
 fn refused(ctx: &SessionContext, reason: SessionRefusal) {
-    ctx.metrics.sessions_refused.add(1);
-    ctx.metrics
-        .families
-        .sessions_refused
-        .get_or_create(&RefusedLabels {
-            listener: ctx.listener.name.clone(),
-            reason,
-        })
-        .inc();
+    ctx.metrics.session_refused(&ctx.listener.name, reason);
 }
 
 /// Admission of the client `peer` (ACL, per-IP and total limits), then its session.

@@ -15,6 +15,7 @@ mod reload;
 
 pub use reload::{ReloadError, ReloadReport};
 
+use crate::admin::NotReady;
 use crate::config::Config;
 use crate::data::{PoolKind, PortPool, RateLimit};
 use crate::metrics::Metrics;
@@ -178,7 +179,7 @@ impl Bound {
 }
 
 impl crate::admin::Readiness for Control {
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), NotReady> {
         self.readiness()
     }
 }
@@ -217,7 +218,7 @@ impl Control {
     }
 
     /// `/readyz`: serving, not draining, and every fixed route has a healthy upstream.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         readiness(&self.inner)
     }
 
@@ -238,20 +239,19 @@ impl Control {
 }
 
 /// `/readyz` (and a balancer's PROXY `LOCAL` check).
-fn readiness(inner: &Inner) -> Result<(), String> {
+fn readiness(inner: &Inner) -> Result<(), NotReady> {
     if inner.drain.is_cancelled() {
-        return Err("draining".into());
+        return Err(NotReady::Draining);
     }
     if !inner.serving.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err("starting".into());
+        return Err(NotReady::Starting);
     }
     for slot in inner.slots.load().iter() {
         let ctx = slot.ctx.load();
         if !ctx.router.has_healthy_upstream() {
-            return Err(format!(
-                "listener `{}`: no healthy upstream",
-                ctx.listener.name
-            ));
+            return Err(NotReady::NoHealthyUpstream {
+                listener: ctx.listener.name.clone(),
+            });
         }
     }
     Ok(())

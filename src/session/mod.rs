@@ -113,14 +113,10 @@ pub async fn run(
         Err(end) => {
             log_end(&end);
             if matches!(end, SessionEnd::Shutdown) {
-                ctx.metrics
-                    .families
-                    .sessions_refused
-                    .get_or_create(&crate::metrics::families::RefusedLabels {
-                        listener: ctx.listener.name.clone(),
-                        reason: crate::metrics::families::SessionRefusal::shutdown,
-                    })
-                    .inc();
+                ctx.metrics.session_refused(
+                    &ctx.listener.name,
+                    crate::metrics::families::SessionRefusal::shutdown,
+                );
                 // Still connecting upstream (or in the forward login) at the drain: the
                 // client is told, as an idle session would be.
                 let reply = Reply::new(421, "Service shutting down, closing control connection.");
@@ -338,15 +334,10 @@ async fn refuse(
             crate::metrics::families::Channel::control,
         );
     }
-    ctx.metrics.sessions_refused.add(1);
-    ctx.metrics
-        .families
-        .sessions_refused
-        .get_or_create(&crate::metrics::families::RefusedLabels {
-            listener: ctx.listener.name.clone(),
-            reason: crate::metrics::families::SessionRefusal::upstream,
-        })
-        .inc();
+    ctx.metrics.session_refused(
+        &ctx.listener.name,
+        crate::metrics::families::SessionRefusal::upstream,
+    );
     let reply = Reply::new(
         421,
         &format!("Service not available: {}.", reason.client_text()),

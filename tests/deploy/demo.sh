@@ -10,18 +10,6 @@ set -euo pipefail
 # shellcheck source=tests/interop/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../interop" && pwd)/lib.sh"
 
-PASSED=0
-FAILED=0
-check() { # check NAME 0|1 [DETAIL]
-    if [[ $2 == 0 ]]; then
-        PASSED=$((PASSED + 1))
-        echo "PASS $1"
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL $1${3:+: $3}"
-    fi
-}
-ok() { if "$@"; then echo 0; else echo 1; fi; }
 
 need_tools curl sha256sum python3
 install_cleanup_trap
@@ -60,5 +48,4 @@ if kill -0 "$DEMO_PID" 2>/dev/null; then status=124; else wait "$DEMO_PID" || st
 check "Ctrl-C ends the demo with status 0" "$(ok test "$status" = 0)" "status $status"
 check "the demo's directory is removed" "$(ok test ! -e "$dir")" "$dir"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary

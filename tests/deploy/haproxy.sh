@@ -21,18 +21,6 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../interop" && pwd)/lib.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 SESSIONS=${HAPROXY_SESSIONS:-200}
-PASSED=0
-FAILED=0
-check() { # check NAME 0|1 [DETAIL]
-    if [[ $2 == 0 ]]; then
-        PASSED=$((PASSED + 1))
-        echo "PASS $1"
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL $1${3:+: $3}"
-    fi
-}
-ok() { if "$@"; then echo 0; else echo 1; fi; }
 
 need_root
 # HAProxy sizes its descriptor table from maxconn; this machine's hard limit may be
@@ -144,5 +132,4 @@ check "30 sessions after gate1 stopped all succeed" \
     "$(ok grep -qx "sessions=30 ok=30 failed=0" <<<"$out")" "$(tail -5 <<<"$out")"
 check "gate2 took them all" "$(ok test $(($(sessions_on 2) - before)) = 30)" "$(($(sessions_on 2) - before))"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary

@@ -520,3 +520,25 @@ proc_cpu_ticks() {
     stat=${stat##*) } # drop "pid (comm) ", comm may contain spaces
     awk '{ print $12 + $13 }' <<<"$stat"
 }
+
+# ------------------------------------------------------------ one-line checks ----
+# For suites made of one-line checks (ops.sh, tests/deploy/): `check NAME 0|1 [DETAIL]`
+# prints PASS or FAIL (with DETAIL), `ok CMD...` is 0 or 1 for CMD's success, so
+# `check "it works" "$(ok test -f x)" "why"`; `summary` prints the totals line the
+# runners read and fails if any check did.
+PASSED=0
+FAILED=0
+check() {
+    if [[ $2 == 0 ]]; then
+        PASSED=$((PASSED + 1))
+        echo "PASS $1"
+    else
+        FAILED=$((FAILED + 1))
+        echo "FAIL $1${3:+: $3}"
+    fi
+}
+ok() { if "$@"; then echo 0; else echo 1; fi; }
+summary() {
+    echo "$PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+}

@@ -16,18 +16,6 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 PORT_LO=${INTEROP_PORT_LO:-20000}
 PORT_HI=${INTEROP_PORT_HI:-27999}
-PASSED=0
-FAILED=0
-
-check() { # check NAME CONDITION-RESULT(0/1) [DETAIL]
-    if [[ $2 == 0 ]]; then
-        PASSED=$((PASSED + 1))
-        echo "PASS $1"
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL $1${3:+: $3}"
-    fi
-}
 
 need_root
 need_tools vsftpd curl lftp python3 sha256sum
@@ -64,7 +52,6 @@ start_ftpgate "$CFG" "$GATE_LOG" "$G_PORT" || die "ftpgate did not start"
 URL=ftp://127.0.0.1:$G_PORT
 CRED="$FTP_USER:$FTP_PASS"
 sum() { sha256sum "$1" | cut -d' ' -f1; }
-ok() { if "$@"; then echo 0; else echo 1; fi; }
 same_sum() { [[ $(sum "$1") == $(sum "$2") ]]; }
 
 # The transfers: curl RETR (binary), curl STOR, lftp get of a name with a space, curl
@@ -155,5 +142,4 @@ else
 fi
 check "/readyz is 200" "$(ok test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/readyz")" = 200)"
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary
