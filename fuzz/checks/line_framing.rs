@@ -12,11 +12,13 @@
 //! - both equal an independent reference framer written from the module's documented rules
 //!   (LF ends a line, one CR before it is stripped, cap counted before Telnet decoding,
 //!   bare CR / NUL / other IAC sequences reject the line, a partial line at EOF is dropped;
-//!   a stream whose first byte is 0x16, a TLS handshake record, is refused whole);
-//! - exactly one frame per LF in the payload (one in all for a TLS stream);
+//!   a stream whose first byte is 0x16, a TLS handshake record, or that starts like a
+//!   PROXY header, `PROXY ` or the v2 signature's first five bytes, is refused whole);
+//! - exactly one frame per LF in the payload (one in all for a refused stream);
 //! - no `Frame::Line` contains CR, LF or NUL, or is longer than `max_len`;
 //! - the decoder never returns an error;
-//! - after each drain the buffered bytes are at most `max_len + 1`, and `decode_eof`
+//! - after each drain the buffered bytes are at most `max_len + 1` (or the 5 bytes of a
+//!   stream start that may still become `PROXY `), and `decode_eof`
 //!   leaves the buffer empty;
 //! - every line survives `encode_line` + decode unchanged.
 
@@ -27,6 +29,19 @@ use tokio_util::codec::Decoder;
 const IAC: u8 = 0xFF;
 const TLS_HANDSHAKE: u8 = 0x16;
 const MAX_CHUNK_SPECS: usize = 16;
+const PROXY_V1: &[u8] = b"PROXY ";
+const PROXY_V2: &[u8] = b"\r\n\r\n\0";
+
+/// The refusal of a stream as a whole, decided by how it starts.
+fn refused_stream(payload: &[u8]) -> Option<LineError> {
+    if payload.first() == Some(&TLS_HANDSHAKE) {
+        Some(LineError::TlsRecord)
+    } else if payload.starts_with(PROXY_V1) || payload.starts_with(PROXY_V2) {
+        Some(LineError::ProxyHeader)
+    } else {
+        None
+    }
+}
 
 fn cap_from_byte(b: u8) -> usize {
     let b = usize::from(b);
@@ -56,8 +71,10 @@ fn drain(codec: &mut LineCodec, buf: &mut BytesMut, out: &mut Vec<Frame>) {
             Err(e) => panic!("decode returned an error: {e}"),
         }
     }
+    // The start of a stream that may still become `PROXY ` is held whatever the cap.
+    let bound = codec.max_len().saturating_add(1).max(PROXY_V1.len() - 1);
     assert!(
-        buf.len() <= codec.max_len().saturating_add(1),
+        buf.len() <= bound,
         "buffer holds {} bytes with max_len {}",
         buf.len(),
         codec.max_len()
@@ -112,8 +129,8 @@ fn chunked_feed(max_len: usize, specs: &[u8], payload: &[u8]) -> Vec<Frame> {
 
 /// The framing rules of `proto/line.rs`, written independently of its implementation.
 fn reference(max_len: usize, payload: &[u8]) -> Vec<Frame> {
-    if payload.first() == Some(&TLS_HANDSHAKE) {
-        return vec![Frame::Rejected(LineError::TlsRecord)];
+    if let Some(why) = refused_stream(payload) {
+        return vec![Frame::Rejected(why)];
     }
     let mut out = Vec::new();
     let mut rest = payload;
@@ -173,8 +190,8 @@ pub fn run(data: &[u8]) {
     );
 
     let lfs = payload.iter().filter(|&&b| b == b'\n').count();
-    if payload.first() == Some(&TLS_HANDSHAKE) {
-        assert_eq!(whole.len(), 1, "one refusal for a TLS stream");
+    if refused_stream(payload).is_some() {
+        assert_eq!(whole.len(), 1, "one refusal for a refused stream");
     } else {
         assert_eq!(whole.len(), lfs, "one frame per LF");
     }
@@ -195,11 +212,10 @@ pub fn run(data: &[u8]) {
         encode_line(line, &mut wire);
         assert!(wire.ends_with(b"\r\n"));
         let again = whole_feed(wire.len(), &wire);
-        // A line of its own that starts with 0x16 is, as a whole stream, a TLS record.
-        let want = if line.first() == Some(&TLS_HANDSHAKE) {
-            Frame::Rejected(LineError::TlsRecord)
-        } else {
-            frame.clone()
+        // A line of its own that starts with 0x16 or `PROXY ` is, as a whole stream, refused.
+        let want = match refused_stream(&wire) {
+            Some(why) => Frame::Rejected(why),
+            None => frame.clone(),
         };
         assert_eq!(again, vec![want], "encode_line round trip");
     }

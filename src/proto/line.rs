@@ -34,6 +34,14 @@ const DM: u8 = 0xF2;
 const NOP: u8 = 0xF1;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
+/// The start of a PROXY v1 header.
+const PROXY_V1_START: &[u8] = b"PROXY ";
+/// The first five bytes of the v2 signature: two empty lines and a NUL, which no FTP
+/// client sends first.
+const PROXY_V2_START: &[u8] = crate::proxy_proto::frame::V2_SIGNATURE
+    .as_slice()
+    .split_at(5)
+    .0;
 
 /// One framed line, or the reason it was refused.
 ///
@@ -86,7 +94,7 @@ pub struct LineCodec {
     discarding: bool,
     /// Some byte was seen: the TLS check applies to the first byte only.
     started: bool,
-    /// The stream began with TLS: nothing more is framed.
+    /// The stream began with TLS or a PROXY header: nothing more is framed.
     tls_seen: bool,
 }
 
@@ -107,6 +115,35 @@ impl LineCodec {
         self.max_len
     }
 
+    /// Checks the start of the stream, once. `Some` is what `decode` returns now: a refusal,
+    /// or `None` while the bytes so far could still become a PROXY header (so how the
+    /// stream is split into reads never changes the outcome). `None` means frame lines.
+    fn first_bytes(&mut self, src: &mut BytesMut, eof: bool) -> Option<Option<Frame>> {
+        // 0x16 (SYN) starts no FTP line; a TLS ClientHello (or ServerHello) carries no
+        // LF to end a line, so waiting for one would hang until a timeout.
+        if src.first() == Some(&TLS_HANDSHAKE) {
+            return Some(Some(self.refuse_stream(src, LineError::TlsRecord)));
+        }
+        // A client speaks only after the greeting; a PROXY header is a balancer's, and
+        // an untrusted one must not name the client (SECURITY.md: no spoofed source).
+        let signatures: [&[u8]; 2] = [PROXY_V1_START, PROXY_V2_START];
+        if signatures.iter().any(|sig| src.starts_with(sig)) {
+            return Some(Some(self.refuse_stream(src, LineError::ProxyHeader)));
+        }
+        if !eof && signatures.iter().any(|sig| sig.starts_with(src)) {
+            return Some(None);
+        }
+        self.started = true;
+        None
+    }
+
+    fn refuse_stream(&mut self, src: &mut BytesMut, why: LineError) -> Frame {
+        src.clear();
+        self.started = true;
+        self.tls_seen = true;
+        Frame::Rejected(why)
+    }
+
     fn reset(&mut self) {
         self.next_index = 0;
         self.discarding = false;
@@ -123,22 +160,8 @@ impl Decoder for LineCodec {
             return Ok(None);
         }
         if !self.started && !src.is_empty() {
-            self.started = true;
-            // 0x16 (SYN) starts no FTP line; a TLS ClientHello (or ServerHello) carries no
-            // LF to end a line, so waiting for one would hang until a timeout.
-            if src.first() == Some(&TLS_HANDSHAKE) {
-                src.clear();
-                self.tls_seen = true;
-                return Ok(Some(Frame::Rejected(LineError::TlsRecord)));
-            }
-            // A client speaks only after the greeting; a PROXY header is a balancer's, and
-            // an untrusted one must not name the client (SECURITY.md: no spoofed source).
-            if src.starts_with(b"PROXY ")
-                || src.starts_with(&crate::proxy_proto::frame::V2_SIGNATURE[..5])
-            {
-                src.clear();
-                self.tls_seen = true;
-                return Ok(Some(Frame::Rejected(LineError::ProxyHeader)));
+            if let Some(frame) = self.first_bytes(src, false) {
+                return Ok(frame);
             }
         }
         if self.discarding {
@@ -184,6 +207,11 @@ impl Decoder for LineCodec {
     /// A peer that closes mid-line has not sent a command or reply; the partial line is
     /// dropped without an error so the session sees a clean EOF.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        if !self.started && !src.is_empty() {
+            if let Some(frame) = self.first_bytes(src, true) {
+                return Ok(frame);
+            }
+        }
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None => {
@@ -540,13 +568,14 @@ mod tests {
             max in 0usize..12,
         ) {
             // Feed one byte at a time: after each decode round the codec may hold at most
-            // the cap plus a trailing CR plus the byte that tipped it over.
+            // the cap plus a trailing CR plus the byte that tipped it over, or the five
+            // bytes of a stream start that may still become `PROXY `.
             let mut c = LineCodec::new(max);
             let mut buf = BytesMut::new();
             for b in data {
                 buf.put_u8(b);
                 let _ = all_frames(&mut c, &mut buf);
-                prop_assert!(buf.len() <= max + 1);
+                prop_assert!(buf.len() <= (max + 1).max(PROXY_V1_START.len() - 1));
             }
         }
     }
