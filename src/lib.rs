@@ -43,6 +43,7 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod kernel;
 pub mod metrics;
 pub mod netinfo;
 pub mod notify;

@@ -104,6 +104,8 @@ fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::default());
         let admin = cfg.admin.as_ref().map(|a| a.bind);
+        // Flush what a killed ftpgate left in its nftables table before any transfer.
+        let kernel = cfg.data.path == ftpgate::config::DataPath::Kernel && ftpgate::kernel::init();
         let bound = ftpgate::server::bind(Arc::new(cfg), Arc::clone(&metrics)).await?;
         let control = bound.control();
         // The admin endpoint outlives the drain (its /readyz says 503 then) and ends with
@@ -131,6 +133,10 @@ fn run(cfg: ftpgate::config::Config, path: PathBuf) -> anyhow::Result<()> {
             })
             .await;
         admin_stop.cancel();
+        if kernel {
+            // The drain has ended every transfer; no mapping is left to serve.
+            ftpgate::kernel::shutdown();
+        }
         tracing::info!("ftpgate stopped");
         Ok(())
     })

@@ -10,7 +10,12 @@ pub fn init(log: &LogConfig) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         // rustls warns about its peers' quirks (an IP address in SNI, as lftp sends) on
         // every connection; those are not ftpgate's to report. RUST_LOG can still ask.
-        .unwrap_or_else(|| EnvFilter::new(format!("{},rustls=error,libunftp=warn", log.level)));
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!(
+                "{},rustls=error,libunftp=warn,rustables=warn",
+                log.level
+            ))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -163,6 +163,7 @@ pub struct RawData {
     pub server_pasv_address: Option<String>,
     pub server_source_port_20: Option<bool>,
     pub buffer_size: Option<Scalar>,
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

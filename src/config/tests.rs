@@ -385,3 +385,13 @@ fn admin_off_loopback_is_a_warning() {
         cfg.warnings
     );
 }
+
+#[test]
+fn data_path_is_relay_by_default_and_names_its_key_when_wrong() {
+    let cfg = parse(MINIMAL, "test").unwrap();
+    assert_eq!(cfg.data.path, DataPath::Relay);
+    let cfg = parse(&format!("{MINIMAL}data: {{ path: kernel }}\n"), "test").unwrap();
+    assert_eq!(cfg.data.path, DataPath::Kernel);
+    let e = err(&format!("{MINIMAL}data: {{ path: ebpf }}\n"));
+    assert!(e.contains("data.path") && e.contains("relay | kernel"), "{e}");
+}

@@ -367,6 +367,20 @@ pub struct DataConfig {
     pub server_source_port_20: bool,
     /// Bytes per read/write on the data relay.
     pub buffer_size: usize,
+    /// `data.path`: who moves the bytes of a plain data connection.
+    pub path: DataPath,
+}
+
+/// `data.path`: the user-space relay, or kernel forwarding through nftables mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataPath {
+    /// ftpgate accepts both legs and splices them.
+    #[default]
+    Relay,
+    /// ftpgate installs a one-shot DNAT + SNAT mapping and the kernel forwards the
+    /// connection; where that cannot apply the transfer falls back to the relay.
+    Kernel,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

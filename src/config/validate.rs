@@ -157,6 +157,18 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         ));
     }
 
+    let path = match d.path.as_deref() {
+        None | Some("relay") => DataPath::Relay,
+        Some("kernel") => DataPath::Kernel,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "data.path",
+                other,
+                "expected relay | kernel",
+            ))
+        }
+    };
+
     let t = &raw.timeouts;
     let timeouts = Timeouts {
         connect: duration("timeouts.connect", t.connect.as_ref(), 10)?,
@@ -255,6 +267,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         server_pasv_address,
         server_source_port_20: d.server_source_port_20.unwrap_or(false),
         buffer_size,
+        path,
     };
     let admin = super::admin::admin(raw.admin.as_ref(), &listeners, &data, &mut warnings)?;
 

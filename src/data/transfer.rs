@@ -45,6 +45,10 @@ pub struct TransferSpec {
     /// `listeners[].proxy_protocol.trusted`: a client data connection from one of these
     /// must begin with a PROXY header naming the session's client.
     pub proxy_trusted: Option<Arc<[ipnet::IpNet]>>,
+    /// `data.path: kernel`: try kernel forwarding first (crate::kernel).
+    pub kernel: bool,
+    /// The mapping installed for a passive client at PASV time, if any.
+    pub premapped: Option<crate::kernel::Mapping>,
 }
 
 /// The session's handle on a running transfer. Dropping it cancels the transfer.
@@ -81,7 +85,7 @@ impl Drop for TransferHandle {
 
 /// Starts the transfer on `tracker` (the shutdown's: the drain waits for data tasks too).
 pub fn spawn(
-    spec: TransferSpec,
+    mut spec: TransferSpec,
     events: mpsc::Sender<DataEvent>,
     metrics: Arc<Metrics>,
     tracker: &tokio_util::task::TaskTracker,
@@ -89,6 +93,24 @@ pub fn spawn(
     let (start_tx, start_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let id = spec.id;
+    // Before the session sends the transfer command: an active server connects as soon
+    // as it has it, so its mapping must already be in place.
+    let premapped = spec.premapped.take();
+    let kernel = if spec.kernel {
+        crate::kernel::prepare(
+            crate::kernel::Legs {
+                client: &spec.client,
+                server: &spec.server,
+                upload: spec.direction == Direction::Upload,
+                tls: spec.tls.client.is_some() || spec.tls.server.is_some(),
+                rate_limited: spec.throttle.max_chunk().is_some(),
+                proxy_headers: spec.proxy_trusted.is_some(),
+            },
+            premapped,
+        )
+    } else {
+        Ok(None)
+    };
     let span = tracing::info_span!("data", data.id = id, data.dir = ?spec.direction);
     let token = cancel.clone();
     let join = tracker.spawn(
@@ -98,7 +120,12 @@ pub fn spawn(
             let direction = spec.direction;
             let mut bytes = 0u64;
             let result = tokio::select! {
-                r = run(spec, start_rx, &mut bytes, &metrics) => r,
+                r = async {
+                    match kernel {
+                        Ok(k) => run(spec, k, start_rx, &mut bytes, &metrics).await,
+                        Err(e) => Err(e),
+                    }
+                } => r,
                 _ = token.cancelled() => Err(DataError::Cancelled),
             };
             match direction {
@@ -133,11 +160,22 @@ pub fn spawn(
 
 async fn run(
     spec: TransferSpec,
+    kernel: Option<crate::kernel::Kernel>,
     start: oneshot::Receiver<()>,
     bytes: &mut u64,
     metrics: &Metrics,
 ) -> Result<(), DataError> {
     let accept_deadline = Instant::now() + spec.accept_timeout;
+    if let Some(k) = kernel {
+        let listener = match (&spec.client, &spec.server) {
+            (ClientLeg::Accept { listener, .. }, _) | (_, ServerLeg::Accept { listener, .. }) => {
+                listener
+            }
+            _ => return Err(DataError::Cancelled),
+        };
+        *bytes = crate::kernel::forward(k, listener, accept_deadline, spec.stall_timeout).await?;
+        return Ok(());
+    }
     let client = async {
         match &spec.client {
             ClientLeg::Accept { listener, expect } => {

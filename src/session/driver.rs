@@ -80,6 +80,8 @@ pub(super) async fn drive(
     );
     // Dropping the handle (at the end of this function too) cancels the transfer.
     let mut transfer: Option<TransferHandle> = None;
+    // data.path kernel: the passive client's mapping, installed before its 227/229.
+    let mut premapped: Option<crate::kernel::Mapping> = None;
     let mut shutdown_seen = false;
     let stall = ctx.config.timeouts.data_stall;
     loop {
@@ -103,7 +105,20 @@ pub(super) async fn drive(
                 }
                 Action::ToServer(line) => write_line(&mut server.writer, &line, stall).await,
                 Action::StartTransfer(plan) => {
-                    transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx));
+                    let pre = premapped.take();
+                    transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx, pre));
+                    Ok(())
+                }
+                Action::Premap(p) => {
+                    // Replaces (and so removes) an earlier one the client never used.
+                    drop(premapped.take());
+                    premapped = crate::kernel::premap(
+                        p.peer,
+                        p.local,
+                        p.target,
+                        p.source,
+                        throttle.max_chunk().is_some(),
+                    );
                     Ok(())
                 }
                 Action::SecureClient => {
@@ -217,6 +232,7 @@ fn start_transfer(
     tls: &SessionTls,
     throttle: &Throttle,
     events: &mpsc::Sender<DataEvent>,
+    premapped: Option<crate::kernel::Mapping>,
 ) -> TransferHandle {
     let t = &ctx.config.timeouts;
     let data_tls = DataTls {
@@ -250,6 +266,8 @@ fn start_transfer(
             .proxy_protocol
             .as_ref()
             .map(|p| Arc::from(p.trusted.as_slice())),
+        kernel: ctx.config.data.path == crate::config::DataPath::Kernel,
+        premapped,
     };
     data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics), &ctx.tracker)
 }

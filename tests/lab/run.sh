@@ -12,6 +12,10 @@
 #   3 split        one listener, inside and outside (NATed) clients, per-client advertise
 #   4 v4v6         IPv4 client -> IPv6 server and IPv6 client -> IPv4 server
 #   5 transparent  interception on a router: nftables REDIRECT and TPROXY
+#   7 kernel       data.path kernel (tests/lab/topo_kernel.sh): client - ftpgate
+#                  (forwarding) - server, every client mode x server_mode; the kernel
+#                  carries matching modes, the relay mixed ones; no rule outlives its
+#                  transfer; a third host cannot use a mapping; restart flushes the table
 #   6 ftps         FTPS across NAT and firewalls that run the kernel FTP ALG
 #                  (nf_conntrack_ftp/nf_nat_ftp): the ALG fixes plain FTP but cannot
 #                  read PASV/PORT inside TLS; ftpgate terminates TLS on both legs
@@ -24,14 +28,14 @@
 # a Markdown table, then "N passed, M failed". Exit 1 on any failure; 2 when the lab cannot set up.
 # Without network namespaces: a SKIP banner and exit 0, unless CI is set (then 2).
 #
-# Knobs: LAB_TOPOS="1 2 3 4 5 6"  LAB_SIZE_MIB=2  LAB_CMD_TIMEOUT=20  LAB_KEEP=1 (keep
+# Knobs: LAB_TOPOS="1 2 3 4 5 6 7"  LAB_SIZE_MIB=2  LAB_CMD_TIMEOUT=20  LAB_KEEP=1 (keep
 # the work dir)  LAB_VERBOSE=1 (print failing traces)  FTPGATE=path
 set -uo pipefail
 
 # shellcheck source=tests/lab/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-read -ra TOPOS <<<"${LAB_TOPOS:-1 2 3 4 5 6}"
+read -ra TOPOS <<<"${LAB_TOPOS:-1 2 3 4 5 6 7}"
 SIZE_MIB=${LAB_SIZE_MIB:-2}
 
 skip_or_fail() {
@@ -98,8 +102,9 @@ data:
   server_mode: $2
   server_active_ports: 40000-40099
   server_pasv_address: $3
+  path: ${GATE_DATA_PATH:-relay}
 timeouts: { connect: 3s, data_accept: 6s, banner: 10s }
-log: { level: ${FTPGATE_LOG_LEVEL:-info}, format: text }
+log: { level: "${FTPGATE_LOG_LEVEL:-info}", format: text }
 EOF
     } >"$1"
 }
@@ -683,6 +688,9 @@ YAML
     teardown
 }
 
+# shellcheck source=tests/lab/topo_kernel.sh
+source "$LAB_DIR/topo_kernel.sh"
+
 for t in "${TOPOS[@]}"; do
     t_start=$EPOCHREALTIME
     case $t in
@@ -693,7 +701,8 @@ for t in "${TOPOS[@]}"; do
     4) topo_v4v6 || { log "topology 4 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
     5) topo_transparent || { log "topology 5 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
     6) topo_ftps || { log "topology 6 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
-    *) die "unknown topology $t (1-6)" ;;
+    7) topo_kernel || { log "topology 7 setup failed"; FAILED=$((FAILED + 1)); teardown; } ;;
+    *) die "unknown topology $t (1-7)" ;;
     esac
     log "topology $t took $(elapsed "$t_start") s"
 done

@@ -3,7 +3,8 @@
 //! data connections for, and everything else relayed verbatim.
 
 use super::{
-    ClientInput, ClientPlan, Core, Pending, Phase, Pool, Ports, ServerLeg, SetupError, TransferPlan,
+    ClientInput, ClientPlan, Core, Outgoing, Pending, Phase, Pool, Ports, ServerLeg, SetupError,
+    TransferPlan,
 };
 use crate::config::{HostCommand, ServerMode};
 use crate::data::ClientLeg;
@@ -327,11 +328,23 @@ impl<P: Ports> Core<P> {
         // A passive port is held for `data_accept`, not until the session's idle end.
         self.plan_expires = Some(self.now + self.config.timeouts.data_accept);
         let code = if extended { 229 } else { 227 };
-        self.send(Reply {
+        let reply = Reply {
             code,
             lines: vec![Bytes::from(text)],
-        });
-        self.prepare_server()
+        };
+        let premap = self.config.data.path == crate::config::DataPath::Kernel
+            && self.logged_in()
+            && self.plan.as_ref().is_some_and(|p| self.server_passive(p))
+            && self.data_tls() == (false, false);
+        if !premap {
+            self.send(reply);
+            return self.prepare_server();
+        }
+        self.out.push_back(Outgoing::Passive(reply));
+        self.prepare_server();
+        if self.server_prep.is_some() || !self.awaiting_server_setup() {
+            self.release_passive();
+        }
     }
 
     /// PORT/EPRT from the client: check the target before anything is sent to it.

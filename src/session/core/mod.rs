@@ -138,6 +138,15 @@ pub struct TransferPlan<L> {
     pub server_tls: bool,
 }
 
+/// The passive client's expected data connection and where it goes on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Premap {
+    pub peer: std::net::IpAddr,
+    pub local: SocketAddr,
+    pub target: SocketAddr,
+    pub source: std::net::IpAddr,
+}
+
 /// What the driver must do, in order.
 #[derive(Debug)]
 pub enum Action<L> {
@@ -151,6 +160,9 @@ pub enum Action<L> {
     GoTransfer(u64),
     /// Stop the transfer; its task still reports a `DataEvent`.
     CancelTransfer(u64),
+    /// `data.path: kernel`: install the mapping for the passive client's next data
+    /// connection now, before its 227/229 goes out (the next action).
+    Premap(Premap),
     /// End the session after performing every earlier action.
     Close(SessionEnd),
     /// The client was told 234: run the TLS handshake on its control connection (closing
@@ -256,6 +268,10 @@ enum ClientInput {
 #[derive(Debug)]
 enum Outgoing {
     Ready(Reply),
+    /// `data.path: kernel`: a passive client's 227/229, held until the server's data
+    /// address is known and the kernel mapping can be installed before the client
+    /// (which may connect at once) learns the port.
+    Passive(Reply),
     /// A transfer's final reply: held until the transfer task has reported.
     AfterTransfer(Reply),
 }
@@ -647,6 +663,41 @@ impl<P: Ports> Core<P> {
         if !client_aborted {
             self.forward_raw(Bytes::from_static(b"ABOR"), Pending::Swallow);
         }
+    }
+
+    /// Whether ftpgate's own PASV/EPSV for a prepared server leg still awaits its reply.
+    fn awaiting_server_setup(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(p.what, Pending::ServerSetup { then: None, .. }))
+    }
+
+    /// Sends the held passive reply, after asking for the premap when the server's
+    /// prepared leg and the client's listener allow one.
+    fn release_passive(&mut self) {
+        let Some(pos) = self
+            .out
+            .iter()
+            .position(|o| matches!(o, Outgoing::Passive(_)))
+        else {
+            return;
+        };
+        if let (
+            Some(ClientPlan::Passive(listener)),
+            Some(Ok(ServerLeg::Connect { target, source })),
+        ) = (&self.plan, &self.server_prep)
+        {
+            self.actions.push_back(Action::Premap(Premap {
+                peer: self.addrs.client_peer.ip(),
+                local: Listening::addr(listener),
+                target: *target,
+                source: *source,
+            }));
+        }
+        if let Some(Outgoing::Passive(reply)) = self.out.remove(pos) {
+            self.out.insert(pos, Outgoing::Ready(reply));
+        }
+        self.flush();
     }
 
     /// Turns the held transfer reply into a ready one with the transfer's outcome, and

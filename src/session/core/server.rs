@@ -105,7 +105,10 @@ impl<P: Ports> Core<P> {
                     (Some(_), Err(e)) => self
                         .out
                         .push_back(Outgoing::Ready(super::cannot_open(e.client_text()))),
-                    (None, leg) => self.server_prep = Some(leg),
+                    (None, leg) => {
+                        self.server_prep = Some(leg);
+                        self.release_passive();
+                    }
                 }
             }
         }

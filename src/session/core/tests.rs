@@ -234,6 +234,10 @@ fn render(a: Action<FakeListener>) -> String {
         Action::SecureServer => "tls server".into(),
         Action::GoTransfer(id) => format!("go {id}"),
         Action::CancelTransfer(id) => format!("cancel {id}"),
+        Action::Premap(p) => format!(
+            "premap({}->{}=>{} from {})",
+            p.peer, p.local, p.target, p.source
+        ),
         Action::Close(end) => format!("close: {end}"),
     }
 }
@@ -517,6 +521,42 @@ fn table() -> Vec<Case> {
                 (C("HOST 192.0.2.1"), &["c: 503 HOST must come before USER."]),
             ]],
         )),
+        // --- data.path kernel: the mapping before the client learns the port ----------
+        with(
+            "|data: { path: kernel }\n",
+            case(
+                "data.path kernel: a passive client's 227 waits for the server's, after the premap",
+                &[&[
+                    (C("PASV"), &["s: PASV"]),
+                    (
+                        S(S227),
+                        &[
+                            "premap(192.0.2.10->192.0.2.1:50000=>198.51.100.10:30000 from 198.51.100.1)",
+                            P227,
+                        ],
+                    ),
+                    (C("RETR f"), &[START_RETR, "s: RETR f"]),
+                ]],
+            ),
+        ),
+        with(
+            "|data: { path: kernel }\n",
+            case(
+                "data.path kernel: a server that refuses PASV releases the client's 227 unmapped",
+                &[&[
+                    (C("PASV"), &["s: PASV"]),
+                    (S("502 no passive"), &[P227]),
+                    (C("RETR f"), &["c: 425 Can't open data connection: the FTP server refused passive mode."]),
+                ]],
+            ),
+        ),
+        with(
+            "|data: { path: kernel }\n",
+            case(
+                "data.path kernel: an active client is answered at once",
+                &[&[(C("PORT 192,0,2,10,19,136"), &["c: 200 PORT command successful.", "s: PASV"])]],
+            ),
+        ),
         with(
             ", host_command: forward|",
             logged_out(case(
