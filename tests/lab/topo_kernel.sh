@@ -42,8 +42,11 @@ kernel_case() {
     fwd=$(grep -c 'data.path kernel: transfer forwarded' <<<"$out" || true)
     event=$(grep -E ' transfer( |$)' <<<"$out" | grep -E 'command=(RETR|STOR)' | tail -n1)
     if ((want)); then
-        lab_check "$TOPO $SMODE $shown: carried by the kernel, transfer event bytes=$size" \
-            bash -c '[[ $1 == 1 && $2 == *"bytes=$3 "* ]] || { echo "forwarded=$1 event: $2"; exit 1; }' \
+        # The counters see what crossed ftpgate: a retransmitted segment counts twice,
+        # so the count may exceed the file by a little (the file itself is checksummed).
+        lab_check "$TOPO $SMODE $shown: carried by the kernel, transfer event bytes=$size (+1%)" \
+            bash -c 'b=$(sed -nE "s/.* bytes=([0-9]+) .*/\1/p" <<<"$2")
+                [[ $1 == 1 && -n $b ]] && ((b >= $3 && b <= $3 + $3 / 100)) || { echo "forwarded=$1 event: $2"; exit 1; }' \
             _ "$fwd" "$event" "$size"
     else
         lab_check "$TOPO $SMODE $shown: carried by the relay (mixed modes), reason logged" \
