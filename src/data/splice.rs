@@ -86,6 +86,25 @@ pub(super) async fn splice_pump(
         // allocation; a sender whose segments never fill the pipe at once still counts
         // as bulk after GROW_AFTER bytes.
         bulk = bulk || in_pipe >= chunk || *counted >= GROW_AFTER;
+        // A sender that writes in small pieces (curl's STOR: 64 KiB) wakes us for each;
+        // take what else is already queued before draining, so the other leg gets
+        // fewer, larger writes. Called outside tokio's readiness on purpose: EAGAIN here
+        // may mean a full pipe, and must not clear the socket's readiness. An end or an
+        // error met on the way is acted on once these bytes are out (a reset is
+        // reported once: the next splice would say EOF).
+        let mut after: Option<io::Result<()>> = None;
+        while bulk && limit == usize::MAX && in_pipe < chunk {
+            match splice(from, None, &pipe.wr, None, chunk - in_pipe, flags) {
+                Ok(0) => after = Some(Ok(())),
+                Ok(n) => {
+                    in_pipe += n;
+                    continue;
+                }
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => after = Some(Err(e.into())),
+            }
+            break;
+        }
         while in_pipe > 0 {
             let n = timeout(stall, drain(&pipe.rd, to, in_pipe, flags))
                 .await
@@ -99,6 +118,16 @@ pub(super) async fn splice_pump(
             in_pipe -= n;
             *counted += n as u64;
             flow.throttle.consume(n).await;
+        }
+        match after {
+            None => {}
+            Some(Ok(())) => break,
+            Some(Err(source)) => {
+                return Err(Ok(DataError::Io {
+                    side: from_side,
+                    source,
+                }))
+            }
         }
         if bulk {
             // Empty again: grow toward `flow.size` as the per-user pipe budget allows,
