@@ -38,7 +38,7 @@ done
 ((TRANSFERS % LOW == 0 && TRANSFERS % HIGH == 0)) || die "CONC_TRANSFERS must be a multiple of CONC_LOW and CONC_HIGH"
 
 need_root
-need_tools vsftpd curl python3 setpriv openssl sha256sum timeout setsid useradd userdel chpasswd awk od
+need_tools vsftpd curl python3 setpriv openssl sha256sum timeout setsid useradd userdel chpasswd awk od getconf
 install_cleanup_trap
 find_ftpgate || die "no ftpgate binary"
 log "ftpgate: $FTPGATE_BIN, run as $RUN_USER; pipe-user-pages-soft $(cat /proc/sys/fs/pipe-user-pages-soft), -hard $(cat /proc/sys/fs/pipe-user-pages-hard)"
@@ -114,11 +114,13 @@ worker() {
     done
 }
 
-# round CLIENTS: TRANSFERS downloads by CLIENTS at once; prints "secs MiB failures".
+# round CLIENTS: TRANSFERS downloads by CLIENTS at once; prints "secs MiB failures
+# cpu_s_per_GiB" (ftpgate's utime+stime over the round per GiB moved).
 round() {
-    local clients=$1 per out=$WORK/round.$1 t0 t1 i failed mib
+    local clients=$1 per out=$WORK/round.$1 t0 t1 i failed mib c0 c1
     per=$((TRANSFERS / clients))
     : >"$out"
+    c0=$(proc_cpu_ticks "$GW_PID")
     t0=$EPOCHREALTIME
     local -a pids=()
     for ((i = 0; i < clients; i++)); do
@@ -135,6 +137,7 @@ round() {
         wait "$pid" 2>/dev/null || true
     done
     t1=$EPOCHREALTIME
+    c1=$(proc_cpu_ticks "$GW_PID")
     failed=0 mib=0
     while read -r f sum rc; do
         if [[ $rc != 0 || $sum != "${SUM[$f]}" ]]; then
@@ -144,18 +147,21 @@ round() {
         fi
     done <"$out"
     failed=$((failed + TRANSFERS - $(wc -l <"$out")))
-    awk -v a="$t0" -v b="$t1" -v m="$mib" -v f="$failed" 'BEGIN { printf "%.3f %d %d\n", b - a, m, f }'
+    awk -v a="$t0" -v b="$t1" -v m="$mib" -v f="$failed" -v c="$((c1 - c0))" -v hz="$CLK_TCK" \
+        'BEGIN { printf "%.3f %d %d %.3f\n", b - a, m, f, (m > 0 ? c / hz / (m / 1024) : 0) }'
 }
 
-declare -A TP
+declare -A TP CPU
+CLK_TCK=$(getconf CLK_TCK)
 : >"$WORK/curl.err"
 fail=0
 for ((r = 0; r < ROUNDS; r++)); do
     for c in "$LOW" "$HIGH"; do
-        read -r secs mib failed < <(round "$c")
+        read -r secs mib failed cpu < <(round "$c")
         tp=$(awk -v m="$mib" -v s="$secs" 'BEGIN { printf "%.1f", m / s }')
-        log "round $r: $c concurrent: $TRANSFERS downloads, $mib MiB in ${secs}s = $tp MiB/s, $failed failed"
+        log "round $r: $c concurrent: $TRANSFERS downloads, $mib MiB in ${secs}s = $tp MiB/s, $failed failed, ftpgate CPU $cpu s/GiB"
         TP[$c]="${TP[$c]:-} $tp"
+        CPU[$c]="${CPU[$c]:-} $cpu"
         ((failed == 0)) || fail=1
     done
 done
@@ -168,6 +174,7 @@ fallbacks=$(grep -c "copying through user space" "$WORK/gw/ftpgate.log" || true)
 echo
 echo "ftpgate as $RUN_USER, vsftpd on loopback, $TRANSFERS downloads of ${SIZES// /,} MiB per round, $ROUNDS round(s); $(nproc) cores"
 printf '%-36s %10s\n' "$LOW concurrent MiB/s" "$lo" "$HIGH concurrent MiB/s" "$hi" "ratio $HIGH/$LOW (want >= $MIN_RATIO)" "$ratio" \
+    "ftpgate CPU s/GiB at $LOW" "$(median <<<"${CPU[$LOW]}")" "ftpgate CPU s/GiB at $HIGH" "$(median <<<"${CPU[$HIGH]}")" \
     "splice fallback warnings" "$fallbacks"
 if ((fail)); then
     log "FAIL: downloads failed; curl says:"
