@@ -45,6 +45,11 @@ pub async fn next_reply<R: AsyncRead + Unpin>(
 
 pub type LineReader = FramedRead<ReadHalf<BoxedStream>, LineCodec>;
 
+/// The read buffer a control leg starts with. Control lines are short, and an idle
+/// session holds two of these for as long as it lives (FramedRead's default is 8 KiB);
+/// the buffer grows when a longer line or reply arrives, up to the line cap.
+const READ_CAPACITY: usize = 1024;
+
 /// One control connection's two halves.
 pub struct Leg {
     pub reader: LineReader,
@@ -60,7 +65,7 @@ impl Leg {
     pub fn new(stream: BoxedStream, max_line: usize) -> Leg {
         let (rd, writer) = tokio::io::split(stream);
         Leg {
-            reader: FramedRead::new(rd, LineCodec::new(max_line)),
+            reader: FramedRead::with_capacity(rd, LineCodec::new(max_line), READ_CAPACITY),
             writer,
         }
     }

@@ -5,6 +5,7 @@
 mod conn;
 mod error;
 mod legs;
+mod pipe_budget;
 mod ports;
 mod rate;
 mod relay;

@@ -294,8 +294,19 @@ async fn run(
     let result = match spliced {
         Some(Ok(())) => Ok(()),
         Some(Err(Ok(e))) => Err(e),
-        Some(Err(Err(Unsupported))) => {
-            tracing::debug!("splice unsupported here; copying through user space");
+        Some(Err(Err(Unsupported(reason)))) => {
+            // Said once per process at warn: it is a property of the host (kernel,
+            // budget), not of this transfer; each later fallback is a debug line.
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!(reason, "splice cannot run; copying through user space");
+            } else {
+                tracing::warn!(
+                    reason,
+                    "splice cannot run; copying through user space (logged once)"
+                );
+            }
             pump(from, to, &flow, bytes).await
         }
         None => relay_tls(from, to, &flow, bytes).await,
