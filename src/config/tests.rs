@@ -393,5 +393,8 @@ fn data_path_is_relay_by_default_and_names_its_key_when_wrong() {
     let cfg = parse(&format!("{MINIMAL}data: {{ path: kernel }}\n"), "test").unwrap();
     assert_eq!(cfg.data.path, DataPath::Kernel);
     let e = err(&format!("{MINIMAL}data: {{ path: ebpf }}\n"));
-    assert!(e.contains("data.path") && e.contains("relay | kernel"), "{e}");
+    assert!(
+        e.contains("data.path") && e.contains("relay | kernel"),
+        "{e}"
+    );
 }
