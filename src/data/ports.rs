@@ -64,6 +64,10 @@ impl Drop for PortLease {
 pub struct DataListener {
     pub listener: TcpListener,
     pub addr: SocketAddr,
+    /// `data.path: kernel`: the mapping made for this port at PASV time; it lives (and its
+    /// rules with it) exactly as long as the listener, so a port back in the pool never
+    /// carries an old session's mapping.
+    pub premap: Option<crate::kernel::Mapping>,
     _lease: PortLease,
 }
 
@@ -157,6 +161,7 @@ impl PortPool {
                     return Ok(DataListener {
                         listener,
                         addr,
+                        premap: None,
                         _lease: PortLease {
                             pool: Arc::clone(self),
                             port,

@@ -47,8 +47,6 @@ pub struct TransferSpec {
     pub proxy_trusted: Option<Arc<[ipnet::IpNet]>>,
     /// `data.path: kernel`: try kernel forwarding first (crate::kernel).
     pub kernel: bool,
-    /// The mapping installed for a passive client at PASV time, if any.
-    pub premapped: Option<crate::kernel::Mapping>,
 }
 
 /// The session's handle on a running transfer. Dropping it cancels the transfer.
@@ -95,7 +93,10 @@ pub fn spawn(
     let id = spec.id;
     // Before the session sends the transfer command: an active server connects as soon
     // as it has it, so its mapping must already be in place.
-    let premapped = spec.premapped.take();
+    let premapped = match &mut spec.client {
+        ClientLeg::Accept { listener, .. } => listener.premap.take(),
+        ClientLeg::Connect { .. } => None,
+    };
     let kernel = if spec.kernel {
         crate::kernel::prepare(
             crate::kernel::Legs {

@@ -42,23 +42,11 @@ pub enum Fallback {
     MixedModes,
     /// Port 20 as source, TPROXY, or PROXY headers on data connections: the relay's.
     Special,
-    /// Installing the mapping failed.
+    /// Installing the mapping failed. (Keep last: `log` sizes its flags by it.)
     Install,
 }
 
 impl Fallback {
-    const ALL: [Fallback; 9] = [
-        Fallback::Unavailable,
-        Fallback::Tls,
-        Fallback::RateLimit,
-        Fallback::ForwardingOff,
-        Fallback::MixedFamilies,
-        Fallback::Loopback,
-        Fallback::MixedModes,
-        Fallback::Special,
-        Fallback::Install,
-    ];
-
     fn text(self) -> &'static str {
         match self {
             Fallback::Unavailable => "the nftables table could not be set up (CAP_NET_ADMIN?)",
@@ -75,9 +63,10 @@ impl Fallback {
 
     /// Logs the fallback at info the first time this reason occurs, at debug after.
     pub fn log(self) {
-        static SEEN: [AtomicBool; 9] = [const { AtomicBool::new(false) }; 9];
-        let i = Self::ALL.iter().position(|&f| f == self).unwrap_or(0);
-        if !SEEN[i].swap(true, Ordering::Relaxed) {
+        // One flag per variant, indexed by discriminant (the last variant is Install).
+        static SEEN: [AtomicBool; Fallback::Install as usize + 1] =
+            [const { AtomicBool::new(false) }; Fallback::Install as usize + 1];
+        if !SEEN[self as usize].swap(true, Ordering::Relaxed) {
             tracing::info!(
                 reason = self.text(),
                 "data.path kernel: this transfer (and later ones for the same reason) uses the relay"
@@ -182,11 +171,7 @@ pub fn premap(
     local: SocketAddr,
     target: SocketAddr,
     source: IpAddr,
-    rate_limited: bool,
 ) -> Option<Mapping> {
-    if rate_limited {
-        return None;
-    }
     let flow = flow(peer, local, target, source).ok()?;
     Mapping::install(flow)
         .map_err(|e| tracing::debug!(error = %e, "data.path kernel: premap failed"))
@@ -326,6 +311,9 @@ fn header_bytes(ip: IpAddr) -> u64 {
 }
 
 /// How often the counters are read while waiting for the connection, and while it runs.
+/// nft counters have no change events (conntrack's netlink events would, but no
+/// maintained crate here speaks them), so the transfer task polls: one small netlink dump
+/// of one chain per poll.
 const POLL_CONNECT: Duration = Duration::from_millis(5);
 const POLL_RUNNING: Duration = Duration::from_millis(25);
 
@@ -351,6 +339,7 @@ async fn refuse_strays(listener: &crate::data::DataListener) -> std::convert::In
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 tracing::info!(%peer, "data.path kernel: reset a data connection the mapping did not carry");
             }
+            // EMFILE and the like: back off rather than spin; the transfer goes on.
             Err(_) => tokio::time::sleep(POLL_RUNNING).await,
         }
     }
@@ -410,9 +399,4 @@ async fn forward_mapped(
     let payload = bytes.saturating_sub(packets.saturating_mul(header));
     tracing::debug!(bytes = payload, "data.path kernel: transfer forwarded");
     Ok(payload)
-}
-
-/// Rules currently in ftpgate's table (tests, diagnostics).
-pub fn rule_count() -> Result<usize, NftError> {
-    nft::rule_count()
 }

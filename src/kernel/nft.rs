@@ -93,8 +93,6 @@ pub struct Flow {
 /// What a transfer's rules have counted so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
-    /// Connections the DNAT rule has rewritten (a NAT chain sees each connection once).
-    pub mapped: u64,
     /// Packets with FIN or RST from the peer's side / from the target's side.
     pub ended_peer: u64,
     pub ended_target: u64,
@@ -258,7 +256,7 @@ fn packets(c: &Counter) -> u64 {
     c.get_nb_packets().copied().unwrap_or(0)
 }
 
-/// Whether the DNAT rule has mapped a connection yet.
+/// Connections the DNAT rule has rewritten (a NAT chain sees each connection once).
 pub fn mapped(id: u64) -> Result<u64, NftError> {
     Ok(rules_of(PREROUTING, id)?
         .iter()
@@ -267,12 +265,9 @@ pub fn mapped(id: u64) -> Result<u64, NftError> {
         .sum())
 }
 
-/// Reads every counter of transfer `id`.
+/// Reads the forward-hook counters of transfer `id` (one dump of that chain).
 pub fn counts(id: u64) -> Result<Counts, NftError> {
-    let mut out = Counts {
-        mapped: mapped(id)?,
-        ..Counts::default()
-    };
+    let mut out = Counts::default();
     for (kind, _, c) in rules_of(FORWARD, id)? {
         let n = packets(&c);
         match kind.as_str() {
@@ -330,13 +325,4 @@ pub fn remove(id: u64) -> Result<(), NftError> {
         batch.send()?;
     }
     Ok(())
-}
-
-/// Rules in the table (all chains), for tests and diagnostics.
-pub fn rule_count() -> Result<usize, NftError> {
-    let mut n = 0;
-    for name in [PREROUTING, POSTROUTING, FORWARD] {
-        n += list_rules_for_chain(&chain(name))?.len();
-    }
-    Ok(n)
 }

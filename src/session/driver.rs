@@ -80,8 +80,6 @@ pub(super) async fn drive(
     );
     // Dropping the handle (at the end of this function too) cancels the transfer.
     let mut transfer: Option<TransferHandle> = None;
-    // data.path kernel: the passive client's mapping, installed before its 227/229.
-    let mut premapped: Option<crate::kernel::Mapping> = None;
     let mut shutdown_seen = false;
     let stall = ctx.config.timeouts.data_stall;
     loop {
@@ -105,20 +103,7 @@ pub(super) async fn drive(
                 }
                 Action::ToServer(line) => write_line(&mut server.writer, &line, stall).await,
                 Action::StartTransfer(plan) => {
-                    let pre = premapped.take();
-                    transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx, pre));
-                    Ok(())
-                }
-                Action::Premap(p) => {
-                    // Replaces (and so removes) an earlier one the client never used.
-                    drop(premapped.take());
-                    premapped = crate::kernel::premap(
-                        p.peer,
-                        p.local,
-                        p.target,
-                        p.source,
-                        throttle.max_chunk().is_some(),
-                    );
+                    transfer = Some(start_transfer(ctx, plan, tls, &throttle, &data_tx));
                     Ok(())
                 }
                 Action::SecureClient => {
@@ -232,7 +217,6 @@ fn start_transfer(
     tls: &SessionTls,
     throttle: &Throttle,
     events: &mpsc::Sender<DataEvent>,
-    premapped: Option<crate::kernel::Mapping>,
 ) -> TransferHandle {
     let t = &ctx.config.timeouts;
     let data_tls = DataTls {
@@ -267,7 +251,6 @@ fn start_transfer(
             .as_ref()
             .map(|p| Arc::from(p.trusted.as_slice())),
         kernel: ctx.config.data.path == crate::config::DataPath::Kernel,
-        premapped,
     };
     data::spawn(spec, events.clone(), Arc::clone(&ctx.metrics), &ctx.tracker)
 }

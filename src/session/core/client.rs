@@ -332,7 +332,12 @@ impl<P: Ports> Core<P> {
             code,
             lines: vec![Bytes::from(text)],
         };
+        // Held only where the kernel can carry the transfer as things stand: plain data,
+        // no rate limit (the transfer decides again when it starts).
+        let limits = &self.config.limits;
         let premap = self.config.data.path == crate::config::DataPath::Kernel
+            && limits.rate_per_session.is_none()
+            && limits.rate_total.is_none()
             && self.logged_in()
             && self.plan.as_ref().is_some_and(|p| self.server_passive(p))
             && self.data_tls() == (false, false);

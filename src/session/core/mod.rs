@@ -70,11 +70,18 @@ pub enum Pool {
 /// when the value is dropped.
 pub trait Listening: std::fmt::Debug {
     fn addr(&self) -> SocketAddr;
+    /// `data.path: kernel`: install the mapping of this passive port's client
+    /// connection to `p` for as long as the listener lives.
+    fn premap(&mut self, p: Premap);
 }
 
 impl Listening for crate::data::DataListener {
     fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    fn premap(&mut self, p: Premap) {
+        self.premap = crate::kernel::premap(p.peer, self.addr, p.target, p.source);
     }
 }
 
@@ -142,7 +149,6 @@ pub struct TransferPlan<L> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Premap {
     pub peer: std::net::IpAddr,
-    pub local: SocketAddr,
     pub target: SocketAddr,
     pub source: std::net::IpAddr,
 }
@@ -160,9 +166,6 @@ pub enum Action<L> {
     GoTransfer(u64),
     /// Stop the transfer; its task still reports a `DataEvent`.
     CancelTransfer(u64),
-    /// `data.path: kernel`: install the mapping for the passive client's next data
-    /// connection now, before its 227/229 goes out (the next action).
-    Premap(Premap),
     /// End the session after performing every earlier action.
     Close(SessionEnd),
     /// The client was told 234: run the TLS handshake on its control connection (closing
@@ -672,8 +675,8 @@ impl<P: Ports> Core<P> {
             .any(|p| matches!(p.what, Pending::ServerSetup { then: None, .. }))
     }
 
-    /// Sends the held passive reply, after asking for the premap when the server's
-    /// prepared leg and the client's listener allow one.
+    /// Sends the held passive reply, after having the listener map the client's data
+    /// connection when the server's prepared leg allows it.
     fn release_passive(&mut self) {
         let Some(pos) = self
             .out
@@ -682,17 +685,17 @@ impl<P: Ports> Core<P> {
         else {
             return;
         };
+        let peer = self.addrs.client_peer.ip();
         if let (
             Some(ClientPlan::Passive(listener)),
             Some(Ok(ServerLeg::Connect { target, source })),
-        ) = (&self.plan, &self.server_prep)
+        ) = (self.plan.as_mut(), &self.server_prep)
         {
-            self.actions.push_back(Action::Premap(Premap {
-                peer: self.addrs.client_peer.ip(),
-                local: Listening::addr(listener),
+            listener.premap(Premap {
+                peer,
                 target: *target,
                 source: *source,
-            }));
+            });
         }
         if let Some(Outgoing::Passive(reply)) = self.out.remove(pos) {
             self.out.insert(pos, Outgoing::Ready(reply));

@@ -15,12 +15,17 @@ use std::time::Duration;
 // ---------------------------------------------------------------------------------------
 // The rig
 
+/// A listener's address, and the kernel mapping asked of it (data.path kernel).
 #[derive(Debug)]
-struct FakeListener(SocketAddr);
+struct FakeListener(SocketAddr, Option<super::Premap>);
 
 impl Listening for FakeListener {
     fn addr(&self) -> SocketAddr {
         self.0
+    }
+
+    fn premap(&mut self, p: super::Premap) {
+        self.1 = Some(p);
     }
 }
 
@@ -50,7 +55,7 @@ impl Ports for FakePorts {
             Pool::Active => &mut self.next_active,
         };
         *next += 1;
-        Ok(FakeListener(SocketAddr::new(ip, *next - 1)))
+        Ok(FakeListener(SocketAddr::new(ip, *next - 1), None))
     }
 }
 
@@ -207,9 +212,13 @@ fn render(a: Action<FakeListener>) -> String {
         Action::ToServer(l) => format!("s: {}", String::from_utf8_lossy(&l)),
         Action::StartTransfer(p) => {
             let client = match p.client {
-                ClientLeg::Accept { listener, expect } => {
-                    format!("accept({}<-{expect})", listener.0)
-                }
+                ClientLeg::Accept { listener, expect } => match listener.1 {
+                    Some(p) => format!(
+                        "accept({}<-{expect} mapped=>{} from {})",
+                        listener.0, p.target, p.source
+                    ),
+                    None => format!("accept({}<-{expect})", listener.0),
+                },
                 ClientLeg::Connect { target, .. } => format!("connect({target})"),
             };
             let server = match p.server {
@@ -234,10 +243,6 @@ fn render(a: Action<FakeListener>) -> String {
         Action::SecureServer => "tls server".into(),
         Action::GoTransfer(id) => format!("go {id}"),
         Action::CancelTransfer(id) => format!("cancel {id}"),
-        Action::Premap(p) => format!(
-            "premap({}->{}=>{} from {})",
-            p.peer, p.local, p.target, p.source
-        ),
         Action::Close(end) => format!("close: {end}"),
     }
 }
@@ -525,17 +530,17 @@ fn table() -> Vec<Case> {
         with(
             "|data: { path: kernel }\n",
             case(
-                "data.path kernel: a passive client's 227 waits for the server's, after the premap",
+                "data.path kernel: a passive client's 227 waits for the server's, its port mapped",
                 &[&[
                     (C("PASV"), &["s: PASV"]),
+                    (S(S227), &[P227]),
                     (
-                        S(S227),
+                        C("RETR f"),
                         &[
-                            "premap(192.0.2.10->192.0.2.1:50000=>198.51.100.10:30000 from 198.51.100.1)",
-                            P227,
+                            "start 1 down accept(192.0.2.1:50000<-192.0.2.10 mapped=>198.51.100.10:30000 from 198.51.100.1) connect(198.51.100.10:30000)",
+                            "s: RETR f",
                         ],
                     ),
-                    (C("RETR f"), &[START_RETR, "s: RETR f"]),
                 ]],
             ),
         ),
