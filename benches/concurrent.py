@@ -3,14 +3,22 @@
 
 usage: BENCH_FTP_USER=u BENCH_FTP_PASS=p concurrent.py HOST PORT N REMOTE SHA256 [ROOT_PID]
 
-All N threads start together (a barrier), each with a 60 s socket timeout; a session
-fails if any step fails or the file's SHA-256 is not SHA256. With ROOT_PID, a sampler
-sums the proportional set size (Pss) of ROOT_PID and all its descendants every 50 ms while
-the sessions run (proftpd forks one process per session, so the tree is what counts)
-and the peak of that sum is reported; each process's own VmHWM cannot be summed
-after it exits, so sampling is the measure for every proxy alike. The sum is of PSS
-(smaps_rollup), not RSS: the pages a forking server's sessions share with their
-parent count once, split between them, instead of once per process.
+The sessions connect RAMP_MS (5 ms) apart and log in; once all N are logged in (a
+barrier) the clock starts and every session downloads at once; the wall is from there
+until the last one has quit. The ramp is there for the baseline: vsftpd listens with a
+fixed backlog of 32 (VSFTP_LISTEN_BACKLOG), so 200 connects in the same millisecond
+overflow its accept queue (TcpExtListenOverflows) and the dropped handshakes wait on
+SYN-ACK retransmits past any timeout; direct vsftpd then "fails" sessions that no proxy
+caused. Session setup has its own figure (session_setup.py); this one is N transfers
+at once. A session fails if any step fails (60 s socket timeout) or the file's SHA-256
+is not SHA256.
+
+With ROOT_PID, a sampler sums the proportional set size (Pss) of ROOT_PID and all its
+descendants every 50 ms while the sessions run (proftpd forks one process per session,
+so the tree is what counts) and the peak of that sum is reported; each process's own
+VmHWM cannot be summed after it exits, so sampling is the measure for every proxy
+alike. The sum is of PSS (smaps_rollup), not RSS: the pages a forking server's sessions
+share with their parent count once, split between them, instead of once per process.
 
 Prints "wall_s failures peak_pss_kib" (peak 0 without ROOT_PID). Exits 0 even when
 sessions fail: the failure count is a figure.
@@ -24,24 +32,35 @@ import threading
 import time
 
 
-def one(host: str, port: int, user: str, password: str, remote: str, want: str,
+RAMP_MS = 5
+
+
+def one(index: int, host: str, port: int, user: str, password: str, remote: str, want: str,
         barrier: threading.Barrier, errors: list[str]) -> None:
     digest = hashlib.sha256()
+    ftp = ftplib.FTP()
+    ready = False
     try:
-        barrier.wait(timeout=60)
-        ftp = ftplib.FTP()
-        try:
-            ftp.connect(host, port, timeout=60)
-            ftp.login(user, password)
+        time.sleep(index * RAMP_MS / 1000)
+        ftp.connect(host, port, timeout=60)
+        ftp.login(user, password)
+        ready = True
+    except (OSError, EOFError, ftplib.Error) as err:
+        errors.append(f"setup: {type(err).__name__}: {err}")
+    try:
+        # Every session reaches the barrier, logged in or not, so that one failed
+        # login does not break it for the others.
+        barrier.wait(timeout=120)
+        if ready:
             ftp.set_pasv(True)
             ftp.retrbinary(f"RETR {remote}", digest.update, blocksize=65536)
             ftp.quit()
-        finally:
-            ftp.close()
-        if digest.hexdigest() != want:
-            errors.append("sha256 mismatch")
+            if digest.hexdigest() != want:
+                errors.append("sha256 mismatch")
     except (OSError, EOFError, ftplib.Error, threading.BrokenBarrierError) as err:
-        errors.append(f"{type(err).__name__}: {err}")
+        errors.append(f"transfer: {type(err).__name__}: {err}")
+    finally:
+        ftp.close()
 
 
 def tree_pss_kib(root: int) -> int:
@@ -88,8 +107,8 @@ def main(argv: list[str]) -> int:
     password = os.environ["BENCH_FTP_PASS"]
     errors: list[str] = []
     barrier = threading.Barrier(count + 1)
-    threads = [threading.Thread(target=one, args=(host, port, user, password, remote, want, barrier, errors),
-                                daemon=True) for _ in range(count)]
+    threads = [threading.Thread(target=one, args=(i, host, port, user, password, remote, want, barrier, errors),
+                                daemon=True) for i in range(count)]
     for t in threads:
         t.start()
     peak = 0
@@ -105,7 +124,7 @@ def main(argv: list[str]) -> int:
     sampler = threading.Thread(target=sample, daemon=True) if root else None
     if sampler:
         sampler.start()
-    barrier.wait(timeout=60)
+    barrier.wait(timeout=120)
     start = time.perf_counter()
     for t in threads:
         t.join(timeout=300)
