@@ -24,12 +24,14 @@
 #     reads from tmpfs (/dev/shm when it has room) and vsftpd writes there.
 #   - proxy CPU seconds per GiB moved: utime+stime (+ reaped children) of the proxy's
 #     process tree from /proc (ftpgate is one process; proftpd forks one per session).
-#   - routed: RETR and STOR passive and active, direct-routed, relay, kernel; ftpgate CPU.
+#   - routed: RETR and STOR passive and active, direct-routed, relay, kernel; ftpgate CPU;
+#     the kernel path's set-up per transfer (the netlink batch installing one mapping,
+#     µs, from the gate's setup_us log field at debug level for ftpgate::kernel).
 #   - BENCH_SMALL_FILES files of BENCH_SMALL_KIB KiB in one lftp session (`mirror`), wall s.
 #   - session setup (connect + login + PASV + LIST + QUIT, python ftplib), median and p90
 #     of BENCH_SESSIONS sessions in a row (benches/session_setup.py); each run gives one
 #     median and one p90, and the table shows the median of those over the runs.
-#   - BENCH_CONCURRENT sessions at once (benches/concurrent.py), logged in 5 ms apart
+#   - BENCH_CONCURRENT sessions at once (benches/concurrent_sessions.py), logged in 5 ms apart
 #     (vsftpd's fixed listen backlog of 32 drops a burst), then all downloading a
 #     BENCH_CONC_KIB KiB file at once, SHA-256 checked: wall s, failures, and the
 #     peak of the summed PSS of the proxy's process tree (sampled every 50 ms; PSS, not
@@ -381,7 +383,7 @@ for ((r = 0; r < REPEAT; r++)); do
     for path in "${LOOP_PATHS[@]}"; do
         root=${PID[$path-passive]}
         out=$(BENCH_FTP_USER=$FTP_USER BENCH_FTP_PASS=$FTP_PASS timeout -k 5 "$CMD_TIMEOUT" \
-            python3 "$BENCH_DIR/concurrent.py" 127.0.0.1 "${PORT[$path-passive]}" "$CONCURRENT" conc.bin "$CONC_SHA" \
+            python3 "$BENCH_DIR/concurrent_sessions.py" 127.0.0.1 "${PORT[$path-passive]}" "$CONCURRENT" conc.bin "$CONC_SHA" \
             "$root" 2>"$WORK/conc.err") || show_failure "concurrent sessions via $path"
         [[ -s $WORK/conc.err ]] && sed "s/^/    $path: /" "$WORK/conc.err" >&2
         read -r wall fails rss <<<"$out"
@@ -481,7 +483,14 @@ max_per_ip=300"
             if [[ $dpath == relay ]]; then set -- 12031 12100 12149 12200 12249; else set -- 12032 12150 12199 12250 12299; fi
             routed_gate_config "$WORK/ftpgate-$dpath-$mode.yaml" "$mode" "$dpath" "$@"
             GATE_WAIT="192.0.2.1 $1"
-            gate_start gw "$WORK/ftpgate-$dpath-$mode.yaml" "$dpath-$mode" || show_failure "ftpgate ($dpath, server_mode=$mode) in gw"
+            # The kernel gate logs each mapping's install time (setup_us, debug level).
+            klog=${RUST_LOG:-}
+            [[ $dpath == kernel ]] && klog="${FTPGATE_LOG_LEVEL:-info},rustls=error,rustables=warn,ftpgate::kernel=debug"
+            if [[ -n $klog ]]; then
+                RUST_LOG=$klog gate_start gw "$WORK/ftpgate-$dpath-$mode.yaml" "$dpath-$mode"
+            else
+                gate_start gw "$WORK/ftpgate-$dpath-$mode.yaml" "$dpath-$mode"
+            fi || show_failure "ftpgate ($dpath, server_mode=$mode) in gw"
             p=$dpath
             [[ $dpath == relay ]] && p=relay-routed
             RPID[$p]=$GATE_PID RPORT[$p]=$1
@@ -490,6 +499,14 @@ max_per_ip=300"
         BULK_MODES=$mode bulk routed "${ROUTED_PATHS[@]}"
         for GATE_PID in "${started[@]}"; do gate_stop; done
     done
+    # Mapping set-up per transfer: the netlink batch that installs one flow's rules,
+    # as the kernel gate timed it (passive and active transfers together), in µs.
+    if [[ -z $KERNEL_NA ]]; then
+        sed -E 's/\x1b\[[0-9;]*m//g' "$WORK"/ftpgate-kernel-*.log | grep -o 'setup_us=[0-9]*' | cut -d= -f2 >"$WORK/kernel-setup" || true
+        R[ksetup|kernel]=$(stats <"$WORK/kernel-setup")
+        KSETUP_N=$(wc -l <"$WORK/kernel-setup")
+        log "kernel mapping set-up: ${R[ksetup|kernel]} µs (median min max) over $KSETUP_N mappings"
+    fi
 fi
 
 # -------------------------------------------------------------- report ----
@@ -587,5 +604,6 @@ if ((ROUTED)); then
             done
         done
     done
+    [[ -n $KERNEL_NA ]] || figure_rows "kernel mapping set-up, µs (n=$KSETUP_N)" ksetup none kernel
 fi
 echo "direct has no proxy, so no CPU or memory figure; mod_proxy has none in the routed topology (loopback only)."

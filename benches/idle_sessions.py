@@ -3,10 +3,11 @@
 PASS, 200 to the rest) and N clients logged in through the ftpgate at 127.0.0.1:GW_PORT
 (route fixed to UP_PORT, limits.max_sessions and max_sessions_per_ip above N), held idle;
 prints ftpgate's VmRSS (process GW_PID) before and after, and the growth per session.
-Each session costs this process two descriptors: N is bounded by RLIMIT_NOFILE / 2.
+The stub runs in a forked child, so each side holds one descriptor per session: N is
+bounded by RLIMIT_NOFILE here, and by about half of ftpgate's (two sockets a session).
 
 usage: idle_sessions.py UP_PORT GW_PORT N GW_PID"""
-import asyncio, sys, resource
+import asyncio, os, signal, sys, resource
 up, gw, n, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 if not 1 <= n <= 100_000:
     sys.exit("N must be 1..100000")
@@ -36,8 +37,12 @@ async def client(held, sem):
         w.write(b"PASS p\r\n"); assert (await asyncio.wait_for(r.readline(), 30)).startswith(b"230")
         held.append(w)
 
-async def main():
+async def stub():
     srv = await asyncio.start_server(serve, "127.0.0.1", up, backlog=4096)
+    async with srv:
+        await srv.serve_forever()
+
+async def main():
     await asyncio.sleep(0.5)
     base = rss()
     held, sem = [], asyncio.Semaphore(200)
@@ -49,5 +54,15 @@ async def main():
     print(f"sessions {ok} ok, {len(bad)} failed{' ('+repr(bad[0])+')' if bad else ''}; ftpgate RSS {base} KiB -> {after} KiB; {((after-base)/max(ok,1)):.1f} KiB per idle session")
     for w in held:
         w.close()
-    srv.close()
-asyncio.run(main())
+
+child = os.fork()
+if child == 0:
+    # The stub upstream: ended by the parent's SIGTERM (or by the 600 s alarm).
+    signal.alarm(600)
+    asyncio.run(stub())
+    os._exit(0)
+try:
+    asyncio.run(main())
+finally:
+    os.kill(child, signal.SIGTERM)
+    os.waitpid(child, 0)

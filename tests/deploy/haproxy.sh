@@ -9,7 +9,10 @@
 # Checks: 200 concurrent sessions from one client address with checksummed RETR and
 # STOR, 0 failures; both instances served; every session log line of both names the
 # real client (127.0.0.1), never HAProxy; then gate1 is stopped (SIGTERM: it drains,
-# /readyz says 503, HAProxy takes it out) and 30 more sessions all succeed on gate2.
+# /readyz says 503, HAProxy takes it out) and 30 more sessions all succeed on gate2;
+# last, the same SESSIONS-session wave on gate2 alone, for the wall time of one
+# instance beside that of two. The figures (walls, spread) are printed as "figure:"
+# lines; on this machine both instances share the same cores, so two are not faster.
 #
 # Usage (as root, with haproxy vsftpd python3; see .ci/run): tests/deploy/haproxy.sh
 # Knobs: FTPGATE=path, HAPROXY_SESSIONS=200, INTEROP_PORT_LO/HI, INTEROP_KEEP=1.
@@ -34,7 +37,8 @@ make_work_dir ftpgate-haproxy
 
 # vsftpd control, vsftpd passive, the control port (on .10, .11 and .12), two admin
 # ports, two passive slices.
-pick_ports "${INTEROP_PORT_LO:-20000}" "${INTEROP_PORT_HI:-27999}" 1 400 1 2 200 200
+# A slice is wider than the sessions: the last wave puts all of them on one instance.
+pick_ports "${INTEROP_PORT_LO:-20000}" "${INTEROP_PORT_HI:-27999}" 1 400 1 2 300 300
 V_PORT=${PORT_FIRST[0]}
 CTRL=${PORT_FIRST[2]}
 ADMIN1=${PORT_FIRST[3]}
@@ -108,11 +112,14 @@ load() { # load COUNT TAG
 }
 sessions_on() { grep -c 'session opened' "$WORK/gate$1.log" || true; }
 
+t0=$(date +%s.%N)
 out=$(load "$SESSIONS" wave1 2>&1 || true)
+wall2=$(echo "$(date +%s.%N) - $t0" | bc)
 check "$SESSIONS concurrent sessions through HAProxy, checksummed RETR+STOR" \
     "$(ok grep -qx "sessions=$SESSIONS ok=$SESSIONS failed=0" <<<"$out")" "$(tail -5 <<<"$out")"
 s1=$(sessions_on 1)
 s2=$(sessions_on 2)
+echo "figure: $SESSIONS sessions through HAProxy to two instances: wall ${wall2%???????} s, gate1 $s1, gate2 $s2"
 check "both instances served ($s1 + $s2)" "$(ok test "$s1" -gt 0 -a "$s2" -gt 0 -a $((s1 + s2)) -ge "$SESSIONS")"
 check "every session names the real client" \
     "$(ok test "$(grep -h 'session opened' "$WORK"/gate?.log | grep -vc 'client.addr=127.0.0.1:')" = 0)" \
@@ -131,5 +138,14 @@ out=$(load 30 wave2 2>&1 || true)
 check "30 sessions after gate1 stopped all succeed" \
     "$(ok grep -qx "sessions=30 ok=30 failed=0" <<<"$out")" "$(tail -5 <<<"$out")"
 check "gate2 took them all" "$(ok test $(($(sessions_on 2) - before)) = 30)" "$(($(sessions_on 2) - before))"
+
+before=$(sessions_on 2)
+t0=$(date +%s.%N)
+out=$(load "$SESSIONS" wave3 2>&1 || true)
+wall1=$(echo "$(date +%s.%N) - $t0" | bc)
+check "$SESSIONS sessions on gate2 alone, checksummed RETR+STOR" \
+    "$(ok grep -qx "sessions=$SESSIONS ok=$SESSIONS failed=0" <<<"$out")" "$(tail -5 <<<"$out")"
+check "gate2 took all $SESSIONS" "$(ok test $(($(sessions_on 2) - before)) = "$SESSIONS")" "$(($(sessions_on 2) - before))"
+echo "figure: $SESSIONS sessions through HAProxy to one instance: wall ${wall1%???????} s (two instances: ${wall2%???????} s)"
 
 summary

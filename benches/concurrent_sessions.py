@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """N FTP sessions at once: each connects, logs in, downloads one file (passive), checks it.
 
-usage: BENCH_FTP_USER=u BENCH_FTP_PASS=p concurrent.py HOST PORT N REMOTE SHA256 [ROOT_PID]
+usage: BENCH_FTP_USER=u BENCH_FTP_PASS=p concurrent_sessions.py HOST PORT N REMOTE SHA256 [ROOT_PID]
 
 The sessions connect RAMP_MS (5 ms) apart and log in; once all N are logged in (a
 barrier) the clock starts and every session downloads at once; the wall is from there
