@@ -604,6 +604,7 @@ if ((ROUTED)); then
             done
         done
     done
+    unset T_kernel
     [[ -n $KERNEL_NA ]] || figure_rows "kernel mapping set-up, µs (n=$KSETUP_N)" ksetup none kernel
 fi
 echo "direct has no proxy, so no CPU or memory figure; mod_proxy has none in the routed topology (loopback only)."
