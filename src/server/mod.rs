@@ -153,9 +153,13 @@ impl Bound {
             grace = ?grace,
             "draining: no new sessions; idle sessions close, transfers may finish"
         );
+        // Biased: a second signal cuts the sessions, which then end at once, so both
+        // branches can be ready together; the cut must win, or the drain would log
+        // itself as clean and the count of what was cut would be lost.
         let cut = tokio::select! {
-            r = tokio::time::timeout(grace, inner.tracker.wait()) => r.is_err().then_some("grace period over"),
+            biased;
             _ = inner.hard.cancelled() => Some("second signal"),
+            r = tokio::time::timeout(grace, inner.tracker.wait()) => r.is_err().then_some("grace period over"),
         };
         if let Some(why) = cut {
             tracing::warn!(
