@@ -37,13 +37,13 @@ async def client(held, sem):
         w.write(b"PASS p\r\n"); assert (await asyncio.wait_for(r.readline(), 30)).startswith(b"230")
         held.append(w)
 
-async def stub():
+async def stub(ready_fd):
     srv = await asyncio.start_server(serve, "127.0.0.1", up, backlog=4096)
+    os.write(ready_fd, b"1")  # listening: the parent may start its clients
     async with srv:
         await srv.serve_forever()
 
 async def main():
-    await asyncio.sleep(0.5)
     base = rss()
     held, sem = [], asyncio.Semaphore(200)
     res = await asyncio.gather(*(client(held, sem) for _ in range(n)), return_exceptions=True)
@@ -55,12 +55,17 @@ async def main():
     for w in held:
         w.close()
 
+ready_r, ready_w = os.pipe()
 child = os.fork()
 if child == 0:
     # The stub upstream: ended by the parent's SIGTERM (or by the 600 s alarm).
     signal.alarm(600)
-    asyncio.run(stub())
+    asyncio.run(stub(ready_w))
     os._exit(0)
+# Wait until the stub listens (an empty read: it died before that).
+os.close(ready_w)
+if os.read(ready_r, 1) != b"1":
+    sys.exit("the stub upstream did not start")
 try:
     asyncio.run(main())
 finally:
