@@ -4,7 +4,7 @@
 //! Semantics match `relay::pump`: every byte counted, a stall deadline on each wait, and
 //! the writing side shut down only after the pipe has been drained.
 
-use super::error::DataError;
+use super::error::{DataError, Side};
 use super::pipe_budget::{budget, Pipe};
 use super::relay::Flow;
 use nix::fcntl::{splice, SpliceFFlags};
@@ -42,12 +42,7 @@ pub(super) async fn splice_pump(
     timeout(stall, from.readable())
         .await
         .map_err(|_| Ok(DataError::Stall { side: from_side }))?
-        .map_err(|source| {
-            Ok(DataError::Io {
-                side: from_side,
-                source,
-            })
-        })?;
+        .map_err(|source| io_error(from_side, source))?;
     let mut pipe = Pipe::new(budget()).map_err(|starved| Err(Unsupported(starved.0)))?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut chunk = pipe.capacity();
@@ -70,12 +65,7 @@ pub(super) async fn splice_pump(
                     "the kernel refused splice(2) on these sockets",
                 )))
             }
-            Err(source) => {
-                return Err(Ok(DataError::Io {
-                    side: from_side,
-                    source,
-                }))
-            }
+            Err(source) => return Err(io_error(from_side, source)),
         };
         first = false;
         if in_pipe == 0 {
@@ -109,12 +99,7 @@ pub(super) async fn splice_pump(
             let n = timeout(stall, drain(&pipe.rd, to, in_pipe, flags))
                 .await
                 .map_err(|_| Ok(DataError::Stall { side: to_side }))?
-                .map_err(|source| {
-                    Ok(DataError::Io {
-                        side: to_side,
-                        source,
-                    })
-                })?;
+                .map_err(|source| io_error(to_side, source))?;
             in_pipe -= n;
             *counted += n as u64;
             flow.throttle.consume(n).await;
@@ -122,12 +107,7 @@ pub(super) async fn splice_pump(
         match after {
             None => {}
             Some(Ok(())) => break,
-            Some(Err(source)) => {
-                return Err(Ok(DataError::Io {
-                    side: from_side,
-                    source,
-                }))
-            }
+            Some(Err(source)) => return Err(io_error(from_side, source)),
         }
         if bulk {
             // Empty again: grow toward `flow.size` as the per-user pipe budget allows,
@@ -138,12 +118,7 @@ pub(super) async fn splice_pump(
     }
     socket2::SockRef::from(to)
         .shutdown(std::net::Shutdown::Write)
-        .map_err(|source| {
-            Ok(DataError::Io {
-                side: to_side,
-                source,
-            })
-        })
+        .map_err(|source| io_error(to_side, source))
 }
 
 async fn drain(
@@ -172,6 +147,11 @@ async fn move_bytes(
             other => return other,
         }
     }
+}
+
+/// An I/O error on `side`, as splice_pump reports it.
+fn io_error(side: Side, source: io::Error) -> Result<DataError, Unsupported> {
+    Ok(DataError::Io { side, source })
 }
 
 fn is_unsupported(e: &io::Error) -> bool {
