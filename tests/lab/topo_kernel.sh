@@ -42,11 +42,14 @@ kernel_case() {
     fwd=$(grep -c 'data.path kernel: transfer forwarded' <<<"$out" || true)
     event=$(grep -E ' transfer( |$)' <<<"$out" | grep -E 'command=(RETR|STOR)' | tail -n1)
     if ((want)); then
-        # The counters see what crossed ftpgate: a retransmitted segment counts twice,
-        # so the count may exceed the file by a little (the file itself is checksummed).
-        lab_check "$TOPO $SMODE $shown: carried by the kernel, transfer event bytes=$size (+1%)" \
+        # The counters see what crossed ftpgate: a segment lost on the next hop counts
+        # again when resent, and with segmentation offload the resend is a whole burst
+        # (CI once saw 65160 bytes, 45 segments, over a 2 MiB file: 3%). So the count may
+        # exceed the file but never fall short of it; +10% still catches a doubled or
+        # wrong-direction count (the file itself is checksummed by case_run).
+        lab_check "$TOPO $SMODE $shown: carried by the kernel, transfer event bytes=$size (+10%)" \
             bash -c 'b=$(sed -nE "s/.* bytes=([0-9]+) .*/\1/p" <<<"$2")
-                [[ $1 == 1 && -n $b ]] && ((b >= $3 && b <= $3 + $3 / 100)) || { echo "forwarded=$1 event: $2"; exit 1; }' \
+                [[ $1 == 1 && -n $b ]] && ((b >= $3 && b <= $3 + $3 / 10)) || { echo "forwarded=$1 event: $2"; exit 1; }' \
             _ "$fwd" "$event" "$size"
     else
         lab_check "$TOPO $SMODE $shown: carried by the relay (mixed modes), reason logged" \
