@@ -8,8 +8,9 @@
 # ftpgate runs in gate (forwarding on) with data.path kernel. For every client mode and
 # server_mode it checks the transfer (sha256, reply codes, who connected to whom: the
 # server sees 198.51.100.1), who carried the bytes (the kernel for matching modes, with
-# the exact byte count in ftpgate's transfer event; the relay for mixed modes, with the
-# reason logged) and that no rule outlives the transfer. Then: a third host cannot use a
+# the file's byte count, or a little over it when segments were resent, in ftpgate's
+# transfer event; the relay for mixed modes, with the reason logged) and that no rule
+# outlives the transfer. Then: a third host cannot use a
 # mapping; a killed ftpgate leaves its mapping, and the next start flushes it; a stopped
 # ftpgate removes its table.
 
